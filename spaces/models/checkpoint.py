@@ -1,0 +1,55 @@
+"""archprune's own checkpoint: the architecture as plain data plus a state dict.
+
+Everything in it is a dict, list, string, number or tensor, so it loads with
+``torch.load(weights_only=True)`` and never executes pickled code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ArchpruneError
+from .architecture import architecture_of, build_from_architecture
+from .yolo import YOLODetector
+
+FORMAT = "archprune-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(model: YOLODetector, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically. ``half`` stores float weights as fp16 (half the size)."""
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload = {"format": FORMAT, "version": VERSION, "architecture": architecture_of(model),
+               "state_dict": state, "meta": dict(meta or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
+    return path
+
+
+def is_archprune_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def detector_from_checkpoint(obj: dict[str, Any], path: Path) -> YOLODetector:
+    """Rebuild the model stored in an archprune checkpoint already read with weights_only=True."""
+    if obj.get("version", 0) > VERSION:
+        raise ArchpruneError(f"{path}: written by a newer archprune (format version {obj['version']}); upgrade archprune")
+    try:
+        model = build_from_architecture(obj["architecture"])
+        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+        model.load_state_dict(state)
+    except ArchpruneError as err:
+        raise ArchpruneError(f"{path}: {err}") from None
+    except (KeyError, RuntimeError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArchpruneError(f"{path}: damaged archprune checkpoint ({first})") from None
+    return model.eval()

@@ -1,0 +1,84 @@
+"""``load_model``: one entry point for model names, Ultralytics checkpoints and archprune checkpoints."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ArchpruneError
+from .checkpoint import detector_from_checkpoint, is_archprune_checkpoint
+from .families import family_spec, model_names
+from .ultralytics_import import DisallowedGlobal, read_ultralytics_checkpoint, ultralytics_to_detector
+from .yolo import YOLODetector
+
+
+def build_model(name: str, nc: int = 80, seed: int = 0) -> YOLODetector:
+    """A randomly initialised detector by name (``yolov8n`` ... ``yolo11x``), in eval mode.
+
+    Initialisation uses its own seeded RNG so the same name and seed give the same weights in
+    every process, without touching the caller's global random state.
+    """
+    spec = family_spec(name)
+    if spec is None:
+        raise ArchpruneError(f"unknown model name {name!r}; known names: {', '.join(model_names())}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = YOLODetector(spec, nc=nc)
+        model.head.bias_init()
+    return model.eval()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _load_file(path: Path, nc: int | None) -> YOLODetector:
+    if path.is_dir():
+        raise ArchpruneError(f"{path}: is a folder, not a checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise ArchpruneError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated or corrupt?)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        obj = None  # pickles whole modules: an Ultralytics checkpoint, read through the allow-list below
+    except Exception as err:  # torch reports damage as RuntimeError/EOFError/...: one line is enough
+        raise ArchpruneError(f"{path}: cannot read checkpoint (truncated or corrupt: {_first_line(err)})") from None
+    if obj is None:
+        try:
+            ckpt = read_ultralytics_checkpoint(path)
+        except DisallowedGlobal:
+            raise
+        except Exception as err:
+            raise ArchpruneError(f"{path}: cannot read checkpoint (truncated or corrupt: {_first_line(err)})") from None
+        model = ultralytics_to_detector(ckpt, path)
+    elif is_archprune_checkpoint(obj):
+        model = detector_from_checkpoint(obj, path)
+    else:
+        raise ArchpruneError(f"{path}: neither an archprune nor an Ultralytics checkpoint "
+                             "(a bare state dict has no architecture; save with archprune instead)")
+    if nc is not None and nc != model.nc:
+        raise ArchpruneError(f"{path}: model has {model.nc} classes but nc={nc} was asked for")
+    return model
+
+
+def load_model(source: str | os.PathLike, nc: int | None = None) -> YOLODetector:
+    """Load a detector in eval mode, float32.
+
+    ``source`` is a model name (``"yolov8n"``, ``"yolo11s"``: random init with ``nc`` classes,
+    default 80), a path to an Ultralytics ``.pt`` checkpoint, or a path to an archprune
+    checkpoint. For a checkpoint, ``nc`` (if given) must equal the checkpoint's class count.
+    """
+    text = os.fspath(source)
+    if isinstance(source, str) and family_spec(text) is not None and not Path(text).exists():
+        return build_model(text, nc=80 if nc is None else nc)
+    path = Path(text).expanduser()
+    if not path.exists():
+        hint = "" if any(sep in text for sep in "/\\.") else f" (known model names: {', '.join(model_names())})"
+        raise ArchpruneError(f"model not found: {text} is neither a file nor a known model name{hint}")
+    model = _load_file(path, nc)
+    model.source = str(path)
+    return model.float().eval()
