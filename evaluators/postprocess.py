@@ -1,0 +1,125 @@
+"""Post-processing of raw YOLOv8/YOLO11 eval outputs: class-aware NMS and letterbox undo.
+
+The NMS reproduces Ultralytics 8.4 ``non_max_suppression`` (single best label per anchor,
+class offset trick, greedy NMS keeping IoU <= threshold) in pure torch, because torchvision
+is not a dependency. Every float op mirrors the reference so that float32 rounding, which
+matters at the ``cls * 7680`` offset, is bit-identical.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spaces.errors import ArchpruneError
+
+# Ultralytics' max box width/height; boxes of class c are shifted by c * MAX_WH so that
+# boxes of different classes never overlap during one class-agnostic NMS pass.
+MAX_WH = 7680
+
+
+def xywh2xyxy(x: Tensor) -> Tensor:
+    """Convert (..., 4) centre-xywh boxes to corner-xyxy (same ops as Ultralytics)."""
+    if x.shape[-1] != 4:
+        raise ArchpruneError(f"xywh2xyxy expects boxes with last dimension 4, got shape {tuple(x.shape)}")
+    y = torch.empty_like(x)
+    xy = x[..., :2]
+    wh = x[..., 2:] / 2
+    y[..., :2] = xy - wh
+    y[..., 2:] = xy + wh
+    return y
+
+
+def _greedy_nms(boxes: Tensor, scores: Tensor, iou_thres: float, max_det: int) -> Tensor:
+    """Greedy NMS; returns kept row indices in descending score order.
+
+    Same arithmetic as Ultralytics' ``TorchNMS.nms``; stops once ``max_det`` boxes are kept,
+    which gives the same first ``max_det`` indices since greedy keeps are final.
+    """
+    if boxes.numel() == 0 or max_det <= 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort(0, descending=True)
+    keep: list[Tensor] = []
+    while order.numel() > 0 and len(keep) < max_det:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        if rest.numel() == 0:
+            break
+        w = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest])).clamp_(min=0)
+        h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp_(min=0)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        # NaN IoU (0/0 for degenerate boxes) compares False, i.e. suppressed, as in the reference.
+        order = rest[iou <= iou_thres]
+    return torch.stack(keep).to(torch.int64)
+
+
+def _check_args(pred: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> None:
+    if not isinstance(pred, Tensor) or pred.dim() != 3 or pred.shape[1] < 5:
+        shape = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+        raise ArchpruneError(f"non_max_suppression expects a (B, 4 + nc, anchors) tensor, got {shape}")
+    if not 0.0 <= conf_thres <= 1.0:
+        raise ArchpruneError(f"conf_thres must be in [0, 1], got {conf_thres}")
+    if not 0.0 <= iou_thres <= 1.0:
+        raise ArchpruneError(f"iou_thres must be in [0, 1], got {iou_thres}")
+    if max_det < 0:
+        raise ArchpruneError(f"max_det must be >= 0, got {max_det}")
+
+
+def _nms_one(x: Tensor, conf_thres: float, iou_thres: float, max_det: int, agnostic: bool,
+             max_nms: int) -> tuple[Tensor, Tensor]:
+    """NMS for one image; x is (A, 4 + nc) with xyxy boxes. Returns (K, 6) dets and anchor idx."""
+    idx = torch.arange(x.shape[0], device=x.device)
+    box, cls = x[:, :4], x[:, 4:]
+    conf, j = cls.max(1, keepdim=True)
+    filt = conf.view(-1) > conf_thres
+    det = torch.cat((box, conf, j.to(x.dtype)), 1)[filt]
+    idx = idx[filt]
+    if det.shape[0] > max_nms:  # keep the most confident candidates only
+        top = det[:, 4].argsort(descending=True)[:max_nms]
+        det, idx = det[top], idx[top]
+    offset = det[:, 5:6] * (0 if agnostic else MAX_WH)
+    keep = _greedy_nms(det[:, :4] + offset, det[:, 4], iou_thres, max_det)
+    return det[keep], idx[keep]
+
+
+def non_max_suppression(pred: Tensor, conf_thres: float = 0.001, iou_thres: float = 0.7, max_det: int = 300,
+                        agnostic: bool = False, max_nms: int = 30000, return_indices: bool = False
+                        ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+    """Class-aware NMS on raw (B, 4 + nc, A) outputs (xywh pixels, sigmoid class scores).
+
+    Returns per image a (K, 6) tensor [x1, y1, x2, y2, conf, cls] sorted by conf descending,
+    and with ``return_indices`` also the kept anchor indices (int64) per image.
+    The input tensor is not modified (Ultralytics converts boxes in place; we do not).
+    """
+    _check_args(pred, conf_thres, iou_thres, max_det)
+    x_all = pred.detach().transpose(-1, -2)  # (B, A, 4 + nc)
+    x_all = torch.cat((xywh2xyxy(x_all[..., :4]), x_all[..., 4:]), dim=-1)
+    outputs: list[Tensor] = []
+    indices: list[Tensor] = []
+    for x in x_all:
+        det, idx = _nms_one(x, conf_thres, iou_thres, max_det, agnostic, max_nms)
+        outputs.append(det)
+        indices.append(idx)
+    return (outputs, indices) if return_indices else outputs
+
+
+def scale_boxes_to_original(boxes: Tensor, ratio: float, pad: tuple[float, float],
+                            orig_shape: tuple[int, int]) -> Tensor:
+    """Undo a letterbox on (..., 4+) xyxy boxes: (b - pad) / ratio, clipped to the original image.
+
+    ``pad`` is (left, top) in letterboxed pixels, ``orig_shape`` is (height, width).
+    Columns after the first four (e.g. conf, cls of NMS output) are passed through unchanged.
+    Returns a new tensor; the input is untouched.
+    """
+    if boxes.shape[-1] < 4:
+        raise ArchpruneError(f"scale_boxes_to_original expects (..., 4) boxes, got shape {tuple(boxes.shape)}")
+    if ratio <= 0:
+        raise ArchpruneError(f"letterbox ratio must be > 0, got {ratio}")
+    h, w = orig_shape
+    out = boxes.clone()
+    out[..., [0, 2]] = ((out[..., [0, 2]] - pad[0]) / ratio).clamp(0, w)
+    out[..., [1, 3]] = ((out[..., [1, 3]] - pad[1]) / ratio).clamp(0, h)
+    return out
