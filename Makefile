@@ -25,7 +25,8 @@ demo: install
 	$(BIN)/archprune demo
 
 test: install-dev
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=10 tests
 
 clean:
-	rm -rf $(VENV) results/* .cache
+	rm -rf $(VENV)
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,69 @@
+"""Evaluate a detector on a YOLO-format split: COCO mAP50-95 / mAP50 and throughput."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from evaluators.coco_metrics import DetectionMetrics
+from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
+from evaluators.postprocess import non_max_suppression, scale_boxes_to_original
+from spaces.errors import ArchpruneError
+
+DEFAULT_IMGSZ = 640  # for a model that records no training size (see DESIGN.md conventions)
+
+
+def resolve_imgsz(model: nn.Module, imgsz: int | None) -> int:
+    """The size to evaluate at: the one asked for, else the checkpoint's training size, else 640."""
+    size = imgsz or getattr(model, "imgsz", None) or DEFAULT_IMGSZ
+    if size % 32:
+        raise ArchpruneError(f"image size {size} is not a multiple of 32 (the detector's largest stride)")
+    return int(size)
+
+
+def check_classes(model: nn.Module, data: DataConfig) -> None:
+    nc = getattr(model, "nc", None)
+    if nc is not None and nc != data.nc:
+        raise ArchpruneError(f"the model predicts {nc} classes but {data.yaml_path} has {data.nc}; "
+                             "evaluate on data with the same classes (a model named by name, e.g. yolov8n, "
+                             "takes the data's class count)")
+
+
+@torch.no_grad()
+def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | None = None, split: str = "val",
+                      batch_size: int = 16, conf_thres: float = 0.001, iou_thres: float = 0.7,
+                      max_det: int = 300, max_images: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """mAP of ``model`` on one split, in original-image coordinates.
+
+    Returns ``{"map50_95", "map50", "images", "images_per_s", "imgsz"}``; images/s counts the
+    whole loop (decode, letterbox, forward, NMS) on this process's threads.
+    """
+    config = data if isinstance(data, DataConfig) else load_data_config(data)
+    check_classes(model, config)
+    size = resolve_imgsz(model, imgsz)
+    files = config.images(split)[: max_images or None]
+    dataset = DetectionDataset(files, size, nc=config.nc)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         collate_fn=collate_detections, num_workers=0)
+    was_training = model.training
+    model.eval()
+    metrics = DetectionMetrics(config.nc)
+    start = time.perf_counter()
+    image_id = 0
+    try:
+        for batch in tqdm(loader, desc=f"eval {split}", unit="batch", disable=not progress, leave=False):
+            detections = non_max_suppression(model(batch["img"]), conf_thres, iou_thres, max_det)
+            for i, det in enumerate(detections):
+                det = scale_boxes_to_original(det, batch["ratio"][i], batch["pad"][i], batch["orig_shape"][i])
+                mine = batch["batch_idx"] == i
+                metrics.update(image_id, det, batch["orig_boxes"][mine], batch["cls"][mine])
+                image_id += 1
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    result = metrics.compute()
+    return {"map50_95": result["map50_95"], "map50": result["map50"], "images": image_id,
+            "images_per_s": image_id / seconds if seconds > 0 else float("nan"), "imgsz": size}

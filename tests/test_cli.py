@@ -1,0 +1,87 @@
+"""The command line as a user meets it: real commands, JSON output, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+from tests.conftest import shared_path
+
+ARCHPRUNE = Path(sys.executable).with_name("archprune")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_is_installed_and_evaluates_a_checkpoint() -> None:
+    assert ARCHPRUNE.exists(), "pip install -e . should create the archprune console script"
+    proc = subprocess.run(
+        [str(ARCHPRUNE), "eval", "--model", str(shared_path("ultralytics", "yolov8n-rand.pt")),
+         "--data", str(shared_path("coco8", "coco8.yaml")), "--imgsz", "320", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) == {"map50_95", "map50", "images", "images_per_s"}
+    assert result["images"] == 4 and 0.0 <= result["map50_95"] <= result["map50"] <= 1.0
+    assert result["images_per_s"] > 0
+
+
+def test_eval_prints_a_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "eval", "--model", "yolo11n", "--data", str(shared_path("coco8", "coco8.yaml")),
+                           "--imgsz", "64")
+    assert code == 0
+    assert "mAP50-95" in out and "images 4" in out and "imgsz 64" in out
+
+
+def test_data_command_writes_a_loadable_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evaluators.data import load_data_config
+
+    code, out, _ = run_cli(capsys, "data", "digits-det", "--out", str(tmp_path / "dd"), "--train", "12",
+                           "--val", "4", "--imgsz", "96")
+    assert code == 0 and "data.yaml" in out
+    config = load_data_config(tmp_path / "dd" / "data.yaml")
+    assert len(config.images("train")) == 12 and len(config.images("val")) == 4 and config.nc == 10
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["eval", "--model", "missing.pt", "--data", "COCO8"], "model not found: missing.pt"),
+    (["eval", "--model", "yolov8n", "--data", "/no/such/data.yaml"], "/no/such/data.yaml does not exist"),
+    (["eval", "--model", "YOLO8", "--data", "COCO8"], "known model name"),
+    (["eval", "--model", "CKPT", "--data", "DIGITS"], "predicts 80 classes"),
+])
+def test_bad_input_is_one_line_on_stderr(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
+                                         needle: str) -> None:
+    coco8 = str(shared_path("coco8", "coco8.yaml"))
+    digits = tmp_path / "digits"
+    if "DIGITS" in argv:
+        main(["data", "digits-det", "--out", str(digits), "--train", "2", "--val", "2", "--imgsz", "64"])
+        capsys.readouterr()
+    swap = {"COCO8": coco8, "DIGITS": str(digits / "data.yaml"), "CKPT": str(shared_path("ultralytics", "yolov8n-rand.pt"))}
+    code, out, err = run_cli(capsys, *[swap.get(a, a) for a in argv])
+    assert code == 2 and out == ""
+    assert err.startswith("archprune: error: ") and needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_demo_prints_real_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0
+    for step in ("[1/4] data", "[2/4] model", "[3/4] eval", "[4/4] latency"):
+        assert step in out
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["images"] == 500 and summary["imgsz"] == 160
+    assert 0 < summary["latency_ms"] <= summary["latency_p90_ms"]
+    assert summary["params_m"] == pytest.approx(3.01, abs=0.01)
+    assert Path(summary["onnx"]).exists() and Path(summary["checkpoint"]).exists()
+    for key in ("host", "cpu", "onnxruntime", "provider", "threads"):
+        assert summary[key] != ""

@@ -1,0 +1,72 @@
+"""The evaluation pipeline end to end: letterbox, model, NMS, un-letterbox, pycocotools."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from evaluators.data import DetectionDataset, load_data_config
+from evaluators.detection_eval import evaluate_detector
+from spaces.errors import ArchpruneError
+from spaces.models import build_model
+from tests.conftest import shared_path
+
+import pytest
+
+
+class OracleDetector(nn.Module):
+    """Answers each batch with its ground truth, in the raw (B, 4 + nc, A) model layout."""
+
+    def __init__(self, dataset: DetectionDataset, nc: int, batch_size: int, shift_px: float = 0.0) -> None:
+        super().__init__()
+        self.items = [dataset[i] for i in range(len(dataset))]
+        self.nc, self.batch_size, self.shift, self.calls = nc, batch_size, shift_px, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = self.items[self.calls * self.batch_size: self.calls * self.batch_size + x.shape[0]]
+        self.calls += 1
+        out = torch.zeros(x.shape[0], 4 + self.nc, 64)
+        for b, item in enumerate(batch):
+            boxes = item["boxes"]
+            n = len(boxes)
+            out[b, 0, :n] = (boxes[:, 0] + boxes[:, 2]) / 2 + self.shift
+            out[b, 1, :n] = (boxes[:, 1] + boxes[:, 3]) / 2
+            out[b, 2, :n] = boxes[:, 2] - boxes[:, 0]
+            out[b, 3, :n] = boxes[:, 3] - boxes[:, 1]
+            out[b, 4 + item["cls"], torch.arange(n)] = 0.9
+        return out
+
+
+def test_oracle_scores_one_through_letterbox_on_real_images() -> None:
+    data = load_data_config(shared_path("coco128", "coco128.yaml"))
+    files = data.images("train")[:12]
+    imgsz, batch = 320, 5
+    oracle = OracleDetector(DetectionDataset(files, imgsz, nc=80), 80, batch)
+    result = evaluate_detector(oracle, data, imgsz=imgsz, split="train", batch_size=batch, max_images=12)
+    assert result["images"] == 12 and result["images_per_s"] > 0
+    assert result["map50_95"] == pytest.approx(1.0, abs=1e-6)
+    assert result["map50"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_shifted_oracle_scores_less() -> None:
+    data = load_data_config(shared_path("coco128", "coco128.yaml"))
+    files = data.images("train")[:12]
+    oracle = OracleDetector(DetectionDataset(files, 320, nc=80), 80, 4, shift_px=6.0)
+    result = evaluate_detector(oracle, data, imgsz=320, split="train", batch_size=4, max_images=12)
+    assert 0.0 < result["map50_95"] < 0.9
+
+
+def test_class_count_mismatch_and_bad_size_are_errors() -> None:
+    data = load_data_config(shared_path("coco8", "coco8.yaml"))
+    with pytest.raises(ArchpruneError, match="predicts 3 classes but .* has 80"):
+        evaluate_detector(build_model("yolov8n", nc=3), data, imgsz=64)
+    with pytest.raises(ArchpruneError, match="not a multiple of 32"):
+        evaluate_detector(build_model("yolov8n", nc=80), data, imgsz=100)
+
+
+def test_default_size_is_the_checkpoints_then_640() -> None:
+    data = load_data_config(shared_path("coco8", "coco8.yaml"))
+    model = build_model("yolov8n", nc=80)
+    model.imgsz = 96
+    assert evaluate_detector(model, data, max_images=2)["imgsz"] == 96
+    model.imgsz = None
+    assert evaluate_detector(model, data, max_images=1)["imgsz"] == 640
