@@ -1,0 +1,158 @@
+"""YOLO-format detection dataset: letterboxed images with their boxes, labels held in memory."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from evaluators.data.config import label_path_for
+from spaces.errors import ArchpruneError
+
+COORD_TOLERANCE = 1e-3  # exporters round; anything further out is pixel units or garbage
+
+
+def letterbox(
+    img: np.ndarray, imgsz: int, color: int = 114
+) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Fit an HWC uint8 RGB image into ``imgsz x imgsz`` keeping its aspect ratio.
+
+    Returns ``(image, ratio, (pad_w, pad_h))``: a box maps as ``box * ratio + pad``.
+    """
+    h, w = img.shape[:2]
+    ratio = min(imgsz / h, imgsz / w)  # upscaling allowed, as at Ultralytics' val time
+    new_w = min(imgsz, max(1, round(w * ratio)))
+    new_h = min(imgsz, max(1, round(h * ratio)))
+    if (new_w, new_h) != (w, h):
+        img = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.BILINEAR))
+    pad_w, pad_h = (imgsz - new_w) // 2, (imgsz - new_h) // 2
+    out = np.full((imgsz, imgsz, 3), color, dtype=np.uint8)
+    out[pad_h : pad_h + new_h, pad_w : pad_w + new_w] = img
+    return out, ratio, (float(pad_w), float(pad_h))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image as HWC uint8 RGB, upright (EXIF orientation applied, as labels assume)."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode == "P":  # palette transparency converts cleanly only through RGBA
+            im = im.convert("RGBA")
+        return np.asarray(im.convert("RGB"))
+
+
+def parse_labels(path: Path, nc: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``cls cx cy w h`` rows; ValueError with the reason when the file is malformed."""
+    if not path.exists():
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)  # no file: no objects
+    rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    if any(len(r) != 5 for r in rows):
+        raise ValueError("each label line needs 5 columns: cls cx cy w h")
+    try:
+        arr = np.array(rows, dtype=np.float64)
+    except ValueError:
+        raise ValueError("non-numeric value in labels") from None
+    if not np.isfinite(arr).all():
+        raise ValueError("non-finite value in labels")
+    cls = arr[:, 0]
+    if (cls != np.round(cls)).any() or (cls < 0).any():
+        raise ValueError("class ids must be non-negative integers")
+    if nc is not None and (cls >= nc).any():
+        raise ValueError(f"class id {int(cls.max())} not in [0, {nc})")
+    coords = arr[:, 1:]
+    if (coords < -COORD_TOLERANCE).any() or (coords > 1 + COORD_TOLERANCE).any():
+        raise ValueError("box coordinates not normalised to [0, 1]")
+    return cls.astype(np.int64), arr[:, 1:].astype(np.float32)
+
+
+def _check_image(path: Path) -> None:
+    with Image.open(path) as im:
+        im.verify()  # header + checksums without a full decode: cheap enough for thousands
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images with YOLO labels, letterboxed to ``imgsz``; bad items dropped with one warning."""
+
+    def __init__(self, images: Sequence[Path], imgsz: int, nc: int | None = None) -> None:
+        self.imgsz = imgsz
+        self.files: list[Path] = []
+        self.labels: list[tuple[np.ndarray, np.ndarray]] = []  # (cls (n,), cxcywh normalised (n,4))
+        bad: list[tuple[Path, str]] = []
+        for image in map(Path, images):
+            label = label_path_for(image)
+            try:
+                _check_image(image)
+            except Exception as exc:  # PIL raises many types for broken files
+                bad.append((image, _reason(exc)))
+                continue
+            try:
+                self.labels.append(parse_labels(label, nc))
+            except (ValueError, OSError, UnicodeDecodeError) as exc:
+                bad.append((label, _reason(exc)))
+                continue
+            self.files.append(image)
+        if bad and not self.files:
+            raise ArchpruneError(
+                f"all {len(bad)} image(s) are unusable, first: {bad[0][0]} ({bad[0][1]})"
+            )
+        if bad:
+            warnings.warn(
+                f"skipped {len(bad)} corrupt image(s)/label(s), first: {bad[0][0]} ({bad[0][1]})",
+                stacklevel=2,
+            )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path = self.files[i]
+        rgb = read_rgb(path)
+        h, w = rgb.shape[:2]
+        img, ratio, pad = letterbox(rgb, self.imgsz)
+        cls, cxcywh = self.labels[i]
+        orig = _cxcywh_to_xyxy(cxcywh) * np.array([w, h, w, h], np.float32)
+        orig = np.clip(orig, 0, [w, h, w, h]).astype(np.float32)  # slightly-out labels are common
+        boxes = orig * ratio + np.array([pad[0], pad[1], pad[0], pad[1]], np.float32)
+        return {
+            "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255),
+            "cls": torch.from_numpy(cls.copy()),
+            "boxes": torch.from_numpy(boxes.astype(np.float32)),
+            "orig_boxes": torch.from_numpy(orig),
+            "path": str(path),
+            "orig_shape": (h, w),
+            "ratio": ratio,
+            "pad": pad,
+        }
+
+
+def collate_detections(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images; concatenate targets with ``batch_idx`` naming each box's image."""
+    counts = [len(b["cls"]) for b in batch]
+    return {
+        "img": torch.stack([b["img"] for b in batch]),
+        "cls": torch.cat([b["cls"] for b in batch]),
+        "boxes": torch.cat([b["boxes"] for b in batch]),
+        "orig_boxes": torch.cat([b["orig_boxes"] for b in batch]),
+        "batch_idx": torch.repeat_interleave(
+            torch.arange(len(batch), dtype=torch.int64), torch.tensor(counts, dtype=torch.int64)
+        ),
+        "path": [b["path"] for b in batch],
+        "orig_shape": [b["orig_shape"] for b in batch],
+        "ratio": [b["ratio"] for b in batch],
+        "pad": [b["pad"] for b in batch],
+    }
+
+
+def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
