@@ -56,6 +56,41 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_settings(args: argparse.Namespace, **extra: Any) -> Any:
+    from evaluators.training.trainer import TrainSettings
+
+    return TrainSettings(model=args.model, data=args.data, imgsz=args.imgsz, epochs=args.epochs, out=args.out,
+                         batch=args.batch, optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
+                         workers=args.workers, val_max_images=args.val_max_images, **extra)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from evaluators.training.trainer import train
+
+    result = train(_train_settings(args), resume=args.resume)
+    print(f"best mAP50-95 {result['map50_95']:.4f} (epoch {result['best_epoch']}): {result['best']}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from evaluators.training.trainer import train
+    from spaces.models import load_model
+
+    if args.imgsz is None:  # default: the size the student was trained at
+        args.imgsz = load_model(args.model).imgsz
+        if args.imgsz is None:
+            raise ArchpruneError(f"{args.model} records no training image size; pass --imgsz")
+    if args.out is None:
+        args.out = str(Path("results") / f"finetune-{Path(args.model).stem}")
+    settings = _train_settings(args, teacher=args.teacher, kd_weight=args.kd_weight,
+                               feature_kd_weight=args.feature_kd_weight, warmup_epochs=args.warmup_epochs)
+    if not args.teacher:
+        print("no --teacher given: fine-tuning without distillation", file=sys.stderr)
+    result = train(settings, resume=args.resume)
+    print(f"best mAP50-95 {result['map50_95']:.4f} (epoch {result['best_epoch']}): {result['best']}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from search.demo import run_demo
 
@@ -63,6 +98,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> None:
+    p.add_argument("--model", required=True, help="model name (yolov8n ...: random init) or checkpoint to start from")
+    p.add_argument("--data", required=True, help="data.yaml, or 'digits-det'")
+    p.add_argument("--imgsz", type=_positive_int, required=out_default is None,
+                   help="input size" + ("" if out_default is None else " (default: the size the model was trained at)"))
+    p.add_argument("--epochs", type=_positive_int, required=True)
+    p.add_argument("--out", required=out_default is None, default=out_default,
+                   help="run folder: best.pt, last.pt, results.csv")
+    p.add_argument("--batch", type=_positive_int, default=32)
+    p.add_argument("--optimizer", choices=["AdamW", "SGD"], default="AdamW")
+    p.add_argument("--lr0", type=float, default=None, help="initial learning rate (train: 0.002 AdamW, 0.01 SGD; finetune: 0.0005)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--val-max-images", type=_positive_int, default=None, help="validate on the first N images only")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-images", type=_positive_int, default=None, help="evaluate only the first N images")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_cmd_eval)
+
+    tr = sub.add_parser("train", help="train a detector (checkpoints in archprune format)")
+    _add_training_args(tr, out_default=None)
+    tr.set_defaults(func=_cmd_train)
+
+    ft = sub.add_parser("finetune", help="fine-tune a pruned model, distilling from its unpruned teacher")
+    _add_training_args(ft, out_default="")
+    ft.add_argument("--teacher", default=None, help="the unpruned model to distil from")
+    ft.add_argument("--kd-weight", type=float, default=1.0, help="head distillation weight (0 turns it off)")
+    ft.add_argument("--feature-kd-weight", type=float, default=0.0,
+                    help="neck feature distillation weight through 1x1 adapters (default off)")
+    ft.add_argument("--warmup-epochs", type=float, default=0.5)
+    ft.set_defaults(func=_cmd_finetune, lr0=0.0005, out=None)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")

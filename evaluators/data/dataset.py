@@ -109,7 +109,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def letterboxed(self, i: int) -> dict[str, Any]:
+        """Item ``i`` before tensor conversion: ``img`` HWC uint8, ``boxes`` (n, 4) letterboxed xyxy.
+
+        Training augmentations work on this form; ``__getitem__`` packs it as tensors.
+        """
         path = self.files[i]
         rgb = read_rgb(path)
         h, w = rgb.shape[:2]
@@ -118,16 +122,22 @@ class DetectionDataset(torch.utils.data.Dataset):
         orig = _cxcywh_to_xyxy(cxcywh) * np.array([w, h, w, h], np.float32)
         orig = np.clip(orig, 0, [w, h, w, h]).astype(np.float32)  # slightly-out labels are common
         boxes = orig * ratio + np.array([pad[0], pad[1], pad[0], pad[1]], np.float32)
-        return {
-            "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255),
-            "cls": torch.from_numpy(cls.copy()),
-            "boxes": torch.from_numpy(boxes.astype(np.float32)),
-            "orig_boxes": torch.from_numpy(orig),
-            "path": str(path),
-            "orig_shape": (h, w),
-            "ratio": ratio,
-            "pad": pad,
-        }
+        return {"img": img, "cls": cls.copy(), "boxes": boxes.astype(np.float32), "orig_boxes": orig,
+                "path": str(path), "orig_shape": (h, w), "ratio": ratio, "pad": pad}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return to_tensors(self.letterboxed(i))
+
+
+def to_tensors(item: dict[str, Any]) -> dict[str, Any]:
+    """Pack a ``letterboxed`` item: image as float CHW in [0, 1], targets as tensors."""
+    return {
+        **item,
+        "img": torch.from_numpy(np.ascontiguousarray(item["img"].transpose(2, 0, 1))).float().div_(255),
+        "cls": torch.from_numpy(np.asarray(item["cls"], dtype=np.int64)),
+        "boxes": torch.from_numpy(np.asarray(item["boxes"], dtype=np.float32).reshape(-1, 4)),
+        "orig_boxes": torch.from_numpy(np.asarray(item["orig_boxes"], dtype=np.float32).reshape(-1, 4)),
+    }
 
 
 def collate_detections(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,270 @@
+"""Train or fine-tune a YOLO detector: warmup + cosine schedule, EMA, per-epoch validation,
+best/last checkpoints in archprune's format, and resume from the last completed epoch.
+
+Every source of randomness is derived from the seed and the epoch (model init, data order,
+augmentation), so a run killed mid-epoch and resumed ends where an uninterrupted run ends.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
+from evaluators.detection_eval import check_classes, evaluate_detector
+from spaces.errors import ArchpruneError
+from spaces.models import YOLODetector, build_model, load_model, save_checkpoint
+from spaces.models.checkpoint import detector_from_checkpoint
+from spaces.models.families import family_spec
+
+from .augment import AugmentConfig, AugmentedDataset
+from .ema import ModelEMA
+from .loss import DetectionLoss
+
+# Settings that must match for --resume to continue the same run.
+_RESUME_KEYS = ("data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
+                "feature_kd_weight")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str
+    data: str
+    imgsz: int
+    epochs: int
+    out: str
+    batch: int = 32
+    optimizer: str = "AdamW"  # or "SGD"
+    lr0: float | None = None  # default 0.002 for AdamW, 0.01 for SGD
+    lrf: float = 0.01  # final lr = lr0 * lrf (cosine)
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    seed: int = 0
+    workers: int = 0
+    augment: bool = True
+    val_max_images: int | None = None
+    teacher: str | None = None
+    kd_weight: float = 1.0
+    feature_kd_weight: float = 0.0
+
+    def learning_rate(self) -> float:
+        return self.lr0 if self.lr0 is not None else (0.002 if self.optimizer == "AdamW" else 0.01)
+
+
+class Distiller(Protocol):
+    """An extra loss term computed from the student's train-mode outputs (knowledge distillation)."""
+
+    def parameters(self) -> list[nn.Parameter]: ...
+
+    def loss(self, images: Tensor, student_feats: list[Tensor]) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def _param_groups(model: nn.Module, decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only: not on biases, not on BatchNorm scales."""
+    weights, norms, biases = [], [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            if name == "bias":
+                biases.append(param)
+            elif isinstance(module, nn.BatchNorm2d):
+                norms.append(param)
+            else:
+                weights.append(param)
+    return [{"params": weights, "weight_decay": decay}, {"params": norms, "weight_decay": 0.0},
+            {"params": biases, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings, extra: list[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    groups = _param_groups(model, settings.weight_decay)
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0})
+    lr = settings.learning_rate()
+    if settings.optimizer == "AdamW":
+        return torch.optim.AdamW(groups, lr=lr, betas=(settings.momentum, 0.999))
+    if settings.optimizer == "SGD":
+        return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
+    raise ArchpruneError(f"unknown optimizer {settings.optimizer!r}; use AdamW or SGD")
+
+
+def lr_at(step: int, total: int, warmup: int, settings: TrainSettings) -> float:
+    """Linear warmup, then cosine from lr0 to lr0 * lrf over the whole run."""
+    frac = step / max(total, 1)
+    lr = settings.learning_rate() * (((1 - math.cos(math.pi * frac)) / 2) * (settings.lrf - 1) + 1)
+    return lr * min(1.0, (step + 1) / warmup) if warmup else lr
+
+
+def _model_for(settings: TrainSettings, data: DataConfig) -> YOLODetector:
+    if family_spec(settings.model) is not None and not Path(settings.model).exists():
+        model = build_model(settings.model, nc=data.nc, seed=settings.seed)  # a name takes the data's classes
+        model.names = list(data.names)
+        model.head.bias_init(settings.imgsz)  # priors for training from scratch, never for a checkpoint
+        return model
+    model = load_model(settings.model)
+    check_classes(model, data)
+    return model
+
+
+def _training_set(data: DataConfig, settings: TrainSettings) -> DetectionDataset:
+    dataset = DetectionDataset(data.images("train"), settings.imgsz, nc=data.nc)
+    if sum(len(cls) for cls, _ in dataset.labels) == 0:
+        raise ArchpruneError(f"no labels at all in the train split of {data.yaml_path}: YOLO labels are read "
+                             "from a 'labels' folder beside 'images' (images/train/x.jpg -> labels/train/x.txt)")
+    return dataset
+
+
+def _check_resume(stored: dict[str, Any], settings: TrainSettings, last: Path) -> None:
+    differs = [f"{k}: {stored.get(k)!r} -> {getattr(settings, k)!r}" for k in _RESUME_KEYS
+               if stored.get(k) != getattr(settings, k)]
+    if differs:
+        raise ArchpruneError(f"cannot resume {last}: settings differ ({'; '.join(differs)}); "
+                             "rerun with the original settings or a new --out")
+
+
+def _loader(dataset: torch.utils.data.Dataset, settings: TrainSettings, epoch: int) -> torch.utils.data.DataLoader:
+    order = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)  # same order after a resume
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=settings.batch, sampler=torch.randperm(len(dataset), generator=order).tolist(),
+        collate_fn=collate_detections, num_workers=settings.workers, persistent_workers=False)
+
+
+def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataConfig) -> Distiller | None:
+    if not settings.teacher or (settings.kd_weight <= 0 and settings.feature_kd_weight <= 0):
+        return None
+    from .distill import HeadDistiller
+
+    teacher = load_model(settings.teacher)
+    check_classes(teacher, data)
+    return HeadDistiller(student, teacher, weight=settings.kd_weight, feature_weight=settings.feature_kd_weight)
+
+
+def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) training; returns the best epoch's metrics and the checkpoint paths.
+
+    With ``settings.teacher`` and a positive ``kd_weight`` (or ``feature_kd_weight``), the
+    detection loss gains a distillation term from that teacher (fine-tuning a pruned model).
+    """
+    out = Path(settings.out)
+    last, best = out / "last.pt", out / "best.pt"
+    data = load_data_config(settings.data)
+    if settings.imgsz % 32:
+        raise ArchpruneError(f"--imgsz {settings.imgsz} is not a multiple of 32")
+    train_set = _training_set(data, settings)
+    data.images("val")  # fail now, not after the first epoch, if there is no val split
+
+    start_epoch, history, best_map = 0, [], -1.0
+    state: dict[str, Any] | None = None
+    if resume:
+        if not last.exists():
+            raise ArchpruneError(f"nothing to resume: {last} does not exist (start without --resume)")
+        raw = torch.load(last, map_location="cpu", weights_only=True)
+        state = raw["meta"]["train_state"]
+        _check_resume(state["settings"], settings, last)
+        model = detector_from_checkpoint(raw, last)
+        model.load_state_dict(state["model"])
+        start_epoch, history, best_map = state["epoch"] + 1, state["history"], state["best_map"]
+    else:
+        if last.exists():
+            raise ArchpruneError(f"{last} exists: pass --resume to continue that run, or choose another --out")
+        model = _model_for(settings, data)
+    model.imgsz = settings.imgsz
+    model.train()
+
+    distiller = _distiller_for(model, settings, data)
+    optimizer = make_optimizer(model, settings, distiller.parameters() if distiller else [])
+    ema = ModelEMA(model)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        ema.ema.load_state_dict(state["ema"])
+        ema.updates = state["ema_updates"]
+        if distiller is not None and state.get("distiller"):
+            distiller.load_state_dict(state["distiller"])
+    loss_fn = DetectionLoss(model.head)
+    dataset = AugmentedDataset(train_set, settings.seed, AugmentConfig() if settings.augment else
+                               AugmentConfig(fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, scale=0, translate=0))
+    nb = math.ceil(len(dataset) / settings.batch)
+    total, warmup = settings.epochs * nb, max(round(settings.warmup_epochs * nb), 20)
+    out.mkdir(parents=True, exist_ok=True)
+    show_bar = sys.stderr.isatty()
+    run_start = time.perf_counter()
+    if start_epoch >= settings.epochs:
+        log(f"{last} already finished {start_epoch} epoch(s); nothing to do")
+
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.perf_counter()
+        dataset.set_epoch(epoch)
+        model.train()
+        sums, seen = torch.zeros(4), 0
+        bar = tqdm(_loader(dataset, settings, epoch), total=nb, desc=f"epoch {epoch + 1}/{settings.epochs}",
+                   disable=not show_bar, leave=False, unit="batch")
+        for i, batch in enumerate(bar):
+            step = epoch * nb + i
+            lr = lr_at(step, total, warmup, settings)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            feats = model(batch["img"])
+            loss, parts = loss_fn(feats, batch["batch_idx"], batch["cls"], batch["boxes"])
+            kd = distiller.loss(batch["img"], feats) if distiller else loss.new_zeros(())
+            optimizer.zero_grad(set_to_none=True)
+            (loss + kd * batch["img"].shape[0]).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+            optimizer.step()
+            ema.update(model)
+            sums += torch.cat((parts, kd.detach().view(1)))
+            seen += 1
+            if show_bar:
+                avg = (sums / seen).tolist()
+                bar.set_postfix(box=f"{avg[0]:.3f}", cls=f"{avg[1]:.3f}", dfl=f"{avg[2]:.3f}", lr=f"{lr:.2e}")
+        metrics = evaluate_detector(ema.ema, data, imgsz=settings.imgsz, split="val",
+                                    max_images=settings.val_max_images)
+        avg = (sums / max(seen, 1)).tolist()
+        row = {"epoch": epoch + 1, "box": avg[0], "cls": avg[1], "dfl": avg[2], "kd": avg[3],
+               "map50_95": metrics["map50_95"], "map50": metrics["map50"], "lr": lr,
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        improved = metrics["map50_95"] > best_map
+        best_map = max(best_map, metrics["map50_95"])
+        meta = {"epoch": epoch + 1, "map50_95": metrics["map50_95"], "map50": metrics["map50"],
+                "settings": dataclasses.asdict(settings)}
+        ema.ema.imgsz, ema.ema.names = settings.imgsz, list(model.names)
+        if improved:
+            save_checkpoint(ema.ema, best, meta=meta)
+        train_state = {"epoch": epoch, "model": model.state_dict(), "ema": ema.ema.state_dict(),
+                       "ema_updates": ema.updates, "optimizer": optimizer.state_dict(), "history": history,
+                       "best_map": best_map, "settings": dataclasses.asdict(settings),
+                       "distiller": distiller.state_dict() if distiller else None}
+        save_checkpoint(ema.ema, last, meta={**meta, "train_state": train_state})  # atomic: a kill never corrupts it
+        _write_history(out / "results.csv", history)
+        done = epoch + 1 - start_epoch
+        eta = (time.perf_counter() - run_start) / done * (settings.epochs - epoch - 1)
+        log(f"epoch {epoch + 1}/{settings.epochs}  loss box {avg[0]:.3f} cls {avg[1]:.3f} dfl {avg[2]:.3f}"
+            + (f" kd {avg[3]:.3f}" if distiller else "")
+            + f"  mAP50-95 {metrics['map50_95']:.4f} mAP50 {metrics['map50']:.4f}  {row['seconds']:.0f}s"
+            + f"  ETA {eta / 60:.1f} min" + ("  *best*" if improved else ""))
+    best_row = max(history, key=lambda r: r["map50_95"]) if history else {}
+    return {"best": str(best), "last": str(last), "best_epoch": best_row.get("epoch"),
+            "map50_95": best_row.get("map50_95"), "map50": best_row.get("map50"), "epochs": len(history)}
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
