@@ -13,6 +13,7 @@ from .checkpoint import detector_from_checkpoint, is_archprune_checkpoint
 from .families import family_spec, model_names
 from .ultralytics_import import DisallowedGlobal, read_ultralytics_checkpoint, ultralytics_to_detector
 from .yolo import YOLODetector
+from .zoo import EMBEDDED, embedded_path
 
 
 def build_model(name: str, nc: int = 80, seed: int = 0) -> YOLODetector:
@@ -69,15 +70,24 @@ def load_model(source: str | os.PathLike, nc: int | None = None) -> YOLODetector
     """Load a detector in eval mode, float32.
 
     ``source`` is a model name (``"yolov8n"``, ``"yolo11s"``: random init with ``nc`` classes,
-    default 80), a path to an Ultralytics ``.pt`` checkpoint, or a path to an archprune
-    checkpoint. For a checkpoint, ``nc`` (if given) must equal the checkpoint's class count.
+    default 80), an embedded trained model (``"yolov8n-digits"``), a path to an Ultralytics
+    ``.pt`` checkpoint, or a path to an archprune checkpoint. For a checkpoint, ``nc`` (if given) must equal the checkpoint's class count.
     """
     text = os.fspath(source)
     if isinstance(source, str) and family_spec(text) is not None and not Path(text).exists():
         return build_model(text, nc=80 if nc is None else nc)
+    shipped = embedded_path(text) if isinstance(source, str) and not Path(text).exists() else None
+    if shipped is not None:
+        if not shipped.exists():
+            raise ArchpruneError(f"embedded model {text!r} is missing from this installation ({shipped}); "
+                                 f"reinstall archprune or rebuild it: {EMBEDDED[text.lower()].reproduce}")
+        model = _load_file(shipped, nc)
+        model.source = text
+        return model.float().eval()
     path = Path(text).expanduser()
     if not path.exists():
-        hint = "" if any(sep in text for sep in "/\\.") else f" (known model names: {', '.join(model_names())})"
+        names = model_names() + sorted(EMBEDDED)
+        hint = "" if any(sep in text for sep in "/\\.") else f" (known model names: {', '.join(names)})"
         raise ArchpruneError(f"model not found: {text} is neither a file nor a known model name{hint}")
     model = _load_file(path, nc)
     model.source = str(path)
