@@ -17,6 +17,17 @@ from torch import Tensor
 from spaces.errors import ArchpruneError
 
 
+def _rows(x: Any, name: str, cols: int, layout: str, image_id: int) -> np.ndarray:
+    """``x`` as a float64 (n, cols) array; an empty input becomes (0, cols)."""
+    a = _to_numpy(x, name).astype(np.float64)
+    if a.size == 0:
+        a = np.zeros((0, cols))
+    if a.ndim != 2 or a.shape[1] != cols:
+        raise ArchpruneError(f"DetectionMetrics.update: {name} must be (n, {cols}) {layout}, got shape {a.shape} "
+                             f"for image {image_id}")
+    return a
+
+
 def _to_numpy(x: Any, name: str) -> np.ndarray:
     if isinstance(x, Tensor):
         return x.detach().cpu().numpy()
@@ -61,18 +72,8 @@ class DetectionMetrics:
         image_id = int(image_id)
         if image_id in self._seen:
             raise ArchpruneError(f"DetectionMetrics.update: image_id {image_id} was already added")
-        p = _to_numpy(pred, "pred").astype(np.float64)
-        if p.size == 0:
-            p = np.zeros((0, 6))
-        if p.ndim != 2 or p.shape[1] != 6:
-            raise ArchpruneError(f"DetectionMetrics.update: pred must be (K, 6) [x1, y1, x2, y2, conf, cls], "
-                                 f"got shape {p.shape} for image {image_id}")
-        g = _to_numpy(gt_boxes, "gt_boxes").astype(np.float64)
-        if g.size == 0:
-            g = np.zeros((0, 4))
-        if g.ndim != 2 or g.shape[1] != 4:
-            raise ArchpruneError(f"DetectionMetrics.update: gt_boxes must be (n, 4) xyxy, got shape {g.shape} "
-                                 f"for image {image_id}")
+        p = _rows(pred, "pred", 6, "[x1, y1, x2, y2, conf, cls]", image_id)
+        g = _rows(gt_boxes, "gt_boxes", 4, "xyxy", image_id)
         gc = _to_numpy(gt_cls, "gt_cls").astype(np.float64).reshape(-1)
         if len(g) != len(gc):
             raise ArchpruneError(f"DetectionMetrics.update: {len(g)} gt boxes but {len(gc)} gt classes "

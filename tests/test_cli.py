@@ -80,8 +80,9 @@ def test_demo_prints_real_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert step in out
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["images"] == 500 and summary["imgsz"] == 160
+    assert summary["map50_95"] >= 0.50  # the shipped model is trained: real numbers, not noise
     assert 0 < summary["latency_ms"] <= summary["latency_p90_ms"]
-    assert summary["params_m"] == pytest.approx(3.01, abs=0.01)
-    assert Path(summary["onnx"]).exists() and Path(summary["checkpoint"]).exists()
+    assert summary["params_m"] == pytest.approx(3.01, abs=0.01) and 0.4 < summary["flops_g"] < 0.6
+    assert Path(summary["onnx"]).exists()
     for key in ("host", "cpu", "onnxruntime", "provider", "threads"):
         assert summary[key] != ""

@@ -127,7 +127,7 @@ def test_distillation_loss_is_lowest_for_a_copy_of_the_teacher() -> None:
     different = HeadDistiller(other, build_model("yolov8n", nc=10, seed=0)).loss(x, other(x)).item()
     assert same < different
     with_features = HeadDistiller(other, build_model("yolov8n", nc=10, seed=0), feature_weight=1.0)
-    assert len(with_features.parameters()) == 6  # three 1x1 adapters: weight + bias
+    assert len(with_features.trainable_parameters()) == 6  # three 1x1 adapters: weight + bias
     assert with_features.loss(x, other(x)).item() > different  # the feature term adds to the head term
 
 

@@ -84,11 +84,12 @@ class HeadDistiller(nn.Module):
             total = total + self.feature_weight * torch.stack(feats).mean()
         return total
 
-    def parameters(self, recurse: bool = True) -> list[nn.Parameter]:  # type: ignore[override]
+    def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.adapters.parameters())  # the teacher is frozen: only adapters train
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+    def adapter_state(self) -> dict[str, Any]:
+        """What a checkpoint must keep to resume (the teacher is reloaded from its source)."""
         return self.adapters.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any:  # type: ignore[override]
-        return self.adapters.load_state_dict(state, strict)
+    def load_adapter_state(self, state: dict[str, Any]) -> None:
+        self.adapters.load_state_dict(state)

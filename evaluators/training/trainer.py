@@ -64,13 +64,13 @@ class TrainSettings:
 class Distiller(Protocol):
     """An extra loss term computed from the student's train-mode outputs (knowledge distillation)."""
 
-    def parameters(self) -> list[nn.Parameter]: ...
+    def trainable_parameters(self) -> list[nn.Parameter]: ...
 
     def loss(self, images: Tensor, student_feats: list[Tensor]) -> Tensor: ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def adapter_state(self) -> dict[str, Any]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def load_adapter_state(self, state: dict[str, Any]) -> None: ...
 
 
 def _param_groups(model: nn.Module, decay: float) -> list[dict[str, Any]]:
@@ -185,15 +185,15 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     model.imgsz = settings.imgsz
     model.train()
 
+    ema = ModelEMA(model)  # before the distiller hooks the student, so the copy carries no hooks
     distiller = _distiller_for(model, settings, data)
-    optimizer = make_optimizer(model, settings, distiller.parameters() if distiller else [])
-    ema = ModelEMA(model)
+    optimizer = make_optimizer(model, settings, distiller.trainable_parameters() if distiller else [])
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         ema.ema.load_state_dict(state["ema"])
         ema.updates = state["ema_updates"]
         if distiller is not None and state.get("distiller"):
-            distiller.load_state_dict(state["distiller"])
+            distiller.load_adapter_state(state["distiller"])
     loss_fn = DetectionLoss(model.head)
     dataset = AugmentedDataset(train_set, settings.seed, AugmentConfig() if settings.augment else
                                AugmentConfig(fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, scale=0, translate=0))
@@ -247,7 +247,7 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
         train_state = {"epoch": epoch, "model": model.state_dict(), "ema": ema.ema.state_dict(),
                        "ema_updates": ema.updates, "optimizer": optimizer.state_dict(), "history": history,
                        "best_map": best_map, "settings": dataclasses.asdict(settings),
-                       "distiller": distiller.state_dict() if distiller else None}
+                       "distiller": distiller.adapter_state() if distiller else None}
         save_checkpoint(ema.ema, last, meta={**meta, "train_state": train_state})  # atomic: a kill never corrupts it
         _write_history(out / "results.csv", history)
         done = epoch + 1 - start_epoch
