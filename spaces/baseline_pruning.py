@@ -12,6 +12,8 @@ from torch import nn
 from evaluators.flops import count_flops_params
 from spaces.errors import ArchpruneError
 from spaces.models import YOLODetector
+from spaces.models.blocks import Attention
+from spaces.tp_compat import customized_pruners
 
 IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "random")
 
@@ -44,9 +46,10 @@ def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str
 
     pruned = copy.deepcopy(model).eval()
     example = torch.zeros(1, 3, imgsz, imgsz)
+    attention = [m for m in pruned.modules() if isinstance(m, Attention)]
     pruner = tp.pruner.MetaPruner(pruned, example, importance=_importance(importance), pruning_ratio=ratio,
-                                  global_pruning=global_pruning, ignored_layers=protected_layers(pruned),
-                                  round_to=round_to)
+                                  global_pruning=global_pruning, ignored_layers=protected_layers(pruned) + attention,
+                                  round_to=round_to, customized_pruners=customized_pruners())
     pruner.step()
     return pruned
 

@@ -1,0 +1,167 @@
+"""Channel-pruning search space over the dependency groups of a real network.
+
+Torch-Pruning's DependencyGraph ties together every channel that must go at once (convs joined
+by residual adds, concats, the BatchNorms behind them): one gene per group, choosing how many of
+its channels to keep. Which channels go is fixed per group by an importance criterion scored
+once on the unpruned model, so a genome always means the same channels whatever the order of
+pruning, and ``kept_indices`` replays it exactly.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
+from spaces.baseline_pruning import protected_layers
+from spaces.errors import ArchpruneError
+from spaces.models.blocks import Attention
+from spaces.tp_compat import dependency_graph
+
+DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16
+DATA_FREE_IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random")
+
+
+def _importance(name: str, seed: int):
+    import torch_pruning as tp
+
+    makers = {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+              "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+              "lamp": lambda: tp.importance.LAMPImportance(p=2),
+              "bn_scale": lambda: tp.importance.BNScaleImportance(),
+              "fpgm": lambda: tp.importance.FPGMImportance()}
+    if name == "random":
+        return None  # seeded numpy scores instead: Torch-Pruning's random uses the global RNG
+    if name in ("taylor", "hessian"):
+        raise ArchpruneError(f"importance {name!r} needs gradients from calibration data, which the channel "
+                             f"space does not take yet; use one of {', '.join(DATA_FREE_IMPORTANCES)}")
+    if name not in makers:
+        raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(DATA_FREE_IMPORTANCES)}")
+    return makers[name]()
+
+
+def kept_counts(full: int, ratios: Iterable[float], round_to: int) -> tuple[int, ...]:
+    """Distinct channel counts to keep: each ratio of ``full`` rounded to ``round_to``, at least
+    ``round_to`` (or all of a smaller group) and at most ``full``."""
+    step = max(1, round_to)
+    counts = {min(full, max(min(step, full), int(round(r * full / step)) * step)) for r in ratios}
+    return tuple(sorted(counts))
+
+
+class ChannelSpace(SearchSpace):
+    """Genes = dependency groups of ``model``; choices = channel counts to keep.
+
+    The final prediction convs and the DFL keep their outputs (Torch-Pruning's ignored layers);
+    groups that touch a module named in ``keep_layers`` (or inside an attention block, whose head
+    layout pruning would break) are left whole and are not genes.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: torch.Tensor | None = None, importance: str = "l1",
+                 ratios: Iterable[float] = DEFAULT_RATIOS, round_to: int = 8, keep_layers: Iterable[str] = (),
+                 seed: int = 0) -> None:
+        self.base = copy.deepcopy(model).eval()
+        self.example = example_inputs if example_inputs is not None else torch.zeros(1, 3, 64, 64)
+        self.importance, self.round_to, self.ratios = importance, round_to, tuple(ratios)
+        self.keep_layers = tuple(keep_layers)
+        scorer = _importance(importance, seed)
+        names = {module: name for name, module in self.base.named_modules()}
+        frozen = self._frozen_modules(names)
+        graph = dependency_graph(self.base, self.example)
+        rng = np.random.default_rng(seed)
+        self.genes: list[Gene] = []
+        self._full: dict[str, int] = {}
+        self._order: dict[str, np.ndarray] = {}  # channel indices, least important first
+        for group in graph.get_all_groups(ignored_layers=protected_layers(self.base),
+                                          root_module_types=[nn.Conv2d, nn.Linear]):
+            if any(item.dep.target.module in frozen or item.dep.source.module in frozen for item in group):
+                continue
+            root = group[0].dep.target.module
+            full = len(group[0].idxs)
+            counts = kept_counts(full, self.ratios, round_to)
+            if len(counts) < 2:
+                continue  # nothing to choose: the group stays whole
+            scores = rng.random(full) if scorer is None else scorer(group).detach().cpu().numpy()
+            self.genes.append(Gene(names[root], counts))
+            self._full[names[root]] = full
+            self._order[names[root]] = np.argsort(scores, kind="stable")
+        if not self.genes:
+            raise ArchpruneError("the model has no prunable channel groups (all are protected or kept)")
+
+    def _frozen_modules(self, names: dict[nn.Module, str]) -> set[nn.Module]:
+        known = set(names.values())
+        for layer in self.keep_layers:
+            if layer not in known:
+                raise ArchpruneError(f"--keep-layers names {layer!r}, which the model does not have "
+                                     f"(names look like {next(iter(sorted(known - {''})))!r})")
+        frozen = set()
+        for module, name in names.items():
+            if any(name == k or name.startswith(k + ".") for k in self.keep_layers):
+                frozen.add(module)
+        for module in self.base.modules():
+            if isinstance(module, Attention):
+                frozen.update(module.modules())
+        return frozen
+
+    # -- genome <-> channels -------------------------------------------------------------
+    def counts(self, genome: Genome) -> dict[str, int]:
+        genome = self.validate(genome)
+        return {gene.name: gene.choices[i] for gene, i in zip(self.genes, genome)}
+
+    def kept_indices(self, genome: Genome) -> dict[str, list[int]]:
+        """The exact channels each group keeps (what an export records so any criterion replays)."""
+        return {name: sorted(self._order[name][self._full[name] - count:].tolist())
+                for name, count in self.counts(genome).items()}
+
+    def unpruned(self) -> Genome:
+        return tuple(len(g.choices) - 1 for g in self.genes)
+
+    def uniform(self, ratio: float) -> Genome:
+        """Every group at the choice nearest ``ratio`` of its channels (the uniform baselines)."""
+        return tuple(int(np.argmin([abs(c - ratio * self._full[g.name]) for c in g.choices])) for g in self.genes)
+
+    def to_config(self, genome: Genome) -> dict[str, Any]:
+        return {"groups": self.counts(genome), "importance": self.importance, "round_to": self.round_to}
+
+    def from_config(self, config: dict[str, Any]) -> Genome:
+        groups = config.get("groups", {})
+        genome = []
+        for gene in self.genes:
+            count = groups.get(gene.name, self._full[gene.name])
+            if count <= 0:
+                raise InvalidGenome(f"group {gene.name!r}: keeping {count} channels would empty it")
+            if count not in gene.choices:
+                raise InvalidGenome(f"group {gene.name!r}: {count} channels is not a choice {gene.choices}")
+            genome.append(gene.choices.index(count))
+        return tuple(genome)
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, genome: Genome) -> nn.Module:
+        return self.apply_indices(self.kept_indices(genome))
+
+    def apply_indices(self, kept: dict[str, list[int]]) -> nn.Module:
+        """A physically smaller copy of the base model keeping exactly ``kept`` channels per group."""
+        import torch_pruning as tp
+
+        model = copy.deepcopy(self.base)
+        graph = dependency_graph(model, self.example)
+        for name, keep in kept.items():
+            full = self._full.get(name)
+            if full is None:
+                raise InvalidGenome(f"{name!r} is not a channel group of this model")
+            if not keep:
+                raise InvalidGenome(f"group {name!r}: keeping no channels would empty it")
+            remove = sorted(set(range(full)) - set(keep))
+            if not remove:
+                continue
+            module = model.get_submodule(name)
+            prune = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+            graph.get_pruning_group(module, prune, idxs=remove).prune()
+        return model.eval()
+
+    def n_choices(self) -> float:
+        """log10 of the number of distinct genomes (for the log: how big the space is)."""
+        return sum(math.log10(len(g.choices)) for g in self.genes)

@@ -1,0 +1,46 @@
+"""What Torch-Pruning needs to know about our modules.
+
+Tracing through YOLO11's attention (a per-head view and split of one qkv conv) makes Torch-Pruning's
+index mapping run without end, and pruning it would break the head layout anyway. Registered as a
+customized pruner, each Attention block becomes one opaque node of fixed width: the dependency graph
+stops at it, and channel groups that reach it are left whole.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from spaces.errors import ArchpruneError
+from spaces.models.blocks import Attention
+
+
+def _frozen_attention_pruner() -> Any:
+    import torch_pruning as tp
+
+    class FrozenAttentionPruner(tp.pruner.function.BasePruningFunc):
+        def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+            raise ArchpruneError("attention blocks are not pruned")
+
+        prune_in_channels = prune_out_channels
+
+        def get_out_channels(self, layer: Attention) -> int:
+            return layer.proj.conv.out_channels
+
+        def get_in_channels(self, layer: Attention) -> int:
+            return layer.qkv.conv.in_channels
+
+    return FrozenAttentionPruner()
+
+
+def customized_pruners() -> dict[type, Any]:
+    return {Attention: _frozen_attention_pruner()}
+
+
+def dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> Any:
+    import torch_pruning as tp
+
+    with torch.enable_grad():  # the graph is traced through autograd: works even inside no_grad()
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
+                                                     customized_pruners=customized_pruners())

@@ -1,0 +1,139 @@
+"""The channel space on YOLOv8n, YOLO11n and a ResNet-style classifier."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spaces._base import InvalidGenome
+from spaces.channel_space import DATA_FREE_IMPORTANCES, ChannelSpace, kept_counts
+from spaces.errors import ArchpruneError
+from spaces.models import build_model
+
+
+class Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.b2(self.c2(torch.relu(self.b1(self.c1(x))))))
+
+
+def resnet_like() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), Block(32), Block(32),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+
+
+MODELS = {
+    "yolov8n": (lambda: build_model("yolov8n", nc=10), (1, 3, 96, 96)),
+    "yolo11n": (lambda: build_model("yolo11n", nc=10), (1, 3, 96, 96)),
+    "resnet": (resnet_like, (2, 3, 32, 32)),
+}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def case(request: pytest.FixtureRequest):
+    make, shape = MODELS[request.param]
+    model = make()
+    example = torch.zeros(1, *shape[1:])
+    return request.param, model, ChannelSpace(model, example_inputs=example), shape
+
+
+def test_candidates_are_smaller_working_networks(case) -> None:
+    name, model, space, shape = case
+    x = torch.rand(shape)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pruned = space.build(space.sample(rng))
+        with torch.no_grad():
+            assert pruned(x).shape == model(x).shape
+        assert n_params(pruned) < n_params(model)
+    with torch.no_grad():  # the unpruned genome is the model itself, exactly
+        assert torch.equal(space.build(space.unpruned())(x), model(x))
+
+
+def test_invalid_genomes_are_rejected_with_the_gene_named(case) -> None:
+    _, _, space, _ = case
+    genome = space.unpruned()
+    with pytest.raises(InvalidGenome, match="genes"):
+        space.build(genome[:-1])
+    bad = (len(space.genes[0].choices),) + genome[1:]
+    with pytest.raises(InvalidGenome, match=space.genes[0].name):
+        space.build(bad)
+    with pytest.raises(InvalidGenome, match="would empty it"):
+        space.from_config({"groups": {space.genes[0].name: 0}})
+    with pytest.raises(InvalidGenome, match="would empty it"):
+        space.apply_indices({space.genes[0].name: []})
+
+
+def test_config_and_kept_indices_round_trip_exactly(case) -> None:
+    _, _, space, shape = case
+    genome = space.sample(np.random.default_rng(1))
+    assert space.from_config(space.to_config(genome)) == genome
+    x = torch.rand(shape)
+    a, b = space.build(genome), space.apply_indices(space.kept_indices(genome))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_mutation_and_crossover_stay_inside_the_space(case) -> None:
+    _, _, space, _ = case
+    rng = np.random.default_rng(2)
+    a, b = space.sample(rng), space.sample(rng)
+    for child in (space.mutate(a, rng), *space.crossover(a, b, rng)):
+        assert space.validate(child) == child
+    assert space.mutate(a, rng, rate=1.0) != a
+
+
+def test_residual_adds_share_one_gene() -> None:
+    model = build_model("yolov8n", nc=10)
+    space = ChannelSpace(model)
+    names = [g.name for g in space.genes]
+    # model.4 is a C2f with two residual bottlenecks: cv1b and both bottleneck outputs are one group
+    tied = [n for n in names if n.startswith("model.4.") and ("cv1b" in n or n.endswith("cv2.conv") and ".m." in n)]
+    assert len(tied) == 1
+    genome = list(space.unpruned())
+    genome[names.index(tied[0])] = 0
+    pruned = space.build(tuple(genome))
+    c2f = pruned.model[4]
+    widths = {c2f.cv1b.conv.out_channels, c2f.m[0].cv2.conv.out_channels, c2f.m[1].cv2.conv.out_channels}
+    assert widths == {space.genes[names.index(tied[0])].choices[0]}
+
+
+def test_head_predictions_are_never_pruned() -> None:
+    model = build_model("yolov8n", nc=10)
+    space = ChannelSpace(model)
+    pruned = space.build(tuple(0 for _ in space.genes))  # everything at its minimum
+    for before, after in zip(list(model.head.cv2) + list(model.head.cv3), list(pruned.head.cv2) + list(pruned.head.cv3)):
+        assert before[-1].out_channels == after[-1].out_channels
+    assert pruned.head.dfl.conv.in_channels == 16
+
+
+def test_keep_layers_and_importances() -> None:
+    model = build_model("yolov8n", nc=10)
+    full = ChannelSpace(model)
+    kept = ChannelSpace(model, keep_layers=["model.9"])  # the SPPF stays whole
+    assert len(kept.genes) < len(full.genes)
+    assert not any(g.name.startswith("model.9.") for g in kept.genes)
+    with pytest.raises(ArchpruneError, match="'model.99'"):
+        ChannelSpace(model, keep_layers=["model.99"])
+    genome = full.uniform(0.5)
+    chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in DATA_FREE_IMPORTANCES}
+    assert chosen["l1"] != chosen["random"] and chosen["l1"] != chosen["fpgm"]
+    assert ChannelSpace(model, importance="random", seed=3).kept_indices(genome) == \
+        ChannelSpace(model, importance="random", seed=3).kept_indices(genome)
+    with pytest.raises(ArchpruneError, match="calibration data"):
+        ChannelSpace(model, importance="taylor")
+
+
+def test_kept_counts_round_to_multiples() -> None:
+    assert kept_counts(64, [0.25, 0.5, 1.0], 8) == (16, 32, 64)
+    assert kept_counts(16, [k / 16 for k in range(4, 17)], 8) == (8, 16)
+    assert kept_counts(4, [0.25, 1.0], 8) == (4,)  # a group smaller than round_to is never emptied
