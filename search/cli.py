@@ -114,7 +114,9 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--val-max-images", type=_positive_int, default=None, help="validate on the first N images only")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last completed epoch (same settings; "
+                        "a different --epochs re-stretches the schedule)")
 
 
 def build_parser() -> argparse.ArgumentParser:

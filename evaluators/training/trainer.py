@@ -30,8 +30,9 @@ from .augment import AugmentConfig, AugmentedDataset
 from .ema import ModelEMA
 from .loss import DetectionLoss
 
-# Settings that must match for --resume to continue the same run.
-_RESUME_KEYS = ("data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
+# Settings that must match for --resume to continue the same run (epochs may change: it stretches
+# or shortens the cosine schedule from the resumed epoch on).
+_RESUME_KEYS = ("model", "data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
                 "feature_kd_weight")
 
 
@@ -153,6 +154,62 @@ def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataCon
     return HeadDistiller(student, teacher, weight=settings.kd_weight, feature_weight=settings.feature_kd_weight)
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step."""
+
+    model: YOLODetector
+    ema: ModelEMA
+    optimizer: torch.optim.Optimizer
+    loss_fn: DetectionLoss
+    distiller: Distiller | None
+
+
+def _start_or_resume(settings: TrainSettings, data: DataConfig, last: Path,
+                     resume: bool) -> tuple[YOLODetector, dict[str, Any] | None]:
+    if not resume:
+        if last.exists():
+            raise ArchpruneError(f"{last} exists: pass --resume to continue that run, or choose another --out")
+        return _model_for(settings, data), None
+    if not last.exists():
+        raise ArchpruneError(f"nothing to resume: {last} does not exist (start without --resume)")
+    raw = torch.load(last, map_location="cpu", weights_only=True)
+    state = raw["meta"]["train_state"]
+    _check_resume(state["settings"], settings, last)
+    model = detector_from_checkpoint(raw, last)  # the architecture; raw (non-EMA) weights follow
+    model.load_state_dict(state["model"])
+    return model, state
+
+
+def _run_epoch(run: _Run, dataset: AugmentedDataset, settings: TrainSettings, epoch: int, nb: int,
+               total: int, warmup: int) -> tuple[list[float], float]:
+    """One pass over the data; returns the mean [box, cls, dfl, kd] losses and the last lr."""
+    dataset.set_epoch(epoch)
+    run.model.train()
+    sums, seen, lr = torch.zeros(4), 0, 0.0
+    show_bar = sys.stderr.isatty()
+    bar = tqdm(_loader(dataset, settings, epoch), total=nb, desc=f"epoch {epoch + 1}/{settings.epochs}",
+               disable=not show_bar, leave=False, unit="batch")
+    for i, batch in enumerate(bar):
+        lr = lr_at(epoch * nb + i, total, warmup, settings)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        feats = run.model(batch["img"])
+        loss, parts = run.loss_fn(feats, batch["batch_idx"], batch["cls"], batch["boxes"])
+        kd = run.distiller.loss(batch["img"], feats) if run.distiller else loss.new_zeros(())
+        run.optimizer.zero_grad(set_to_none=True)
+        (loss + kd * batch["img"].shape[0]).backward()  # kd is per image; the detection loss is summed
+        nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
+        run.optimizer.step()
+        run.ema.update(run.model)
+        sums += torch.cat((parts, kd.detach().view(1)))
+        seen += 1
+        if show_bar:
+            avg = (sums / seen).tolist()
+            bar.set_postfix(box=f"{avg[0]:.3f}", cls=f"{avg[1]:.3f}", dfl=f"{avg[2]:.3f}", lr=f"{lr:.2e}")
+    return (sums / max(seen, 1)).tolist(), lr
+
+
 def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) training; returns the best epoch's metrics and the checkpoint paths.
 
@@ -167,98 +224,66 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     train_set = _training_set(data, settings)
     data.images("val")  # fail now, not after the first epoch, if there is no val split
 
-    start_epoch, history, best_map = 0, [], -1.0
-    state: dict[str, Any] | None = None
-    if resume:
-        if not last.exists():
-            raise ArchpruneError(f"nothing to resume: {last} does not exist (start without --resume)")
-        raw = torch.load(last, map_location="cpu", weights_only=True)
-        state = raw["meta"]["train_state"]
-        _check_resume(state["settings"], settings, last)
-        model = detector_from_checkpoint(raw, last)
-        model.load_state_dict(state["model"])
-        start_epoch, history, best_map = state["epoch"] + 1, state["history"], state["best_map"]
-    else:
-        if last.exists():
-            raise ArchpruneError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        model = _model_for(settings, data)
+    model, state = _start_or_resume(settings, data, last, resume)
     model.imgsz = settings.imgsz
     model.train()
-
     ema = ModelEMA(model)  # before the distiller hooks the student, so the copy carries no hooks
     distiller = _distiller_for(model, settings, data)
-    optimizer = make_optimizer(model, settings, distiller.trainable_parameters() if distiller else [])
+    run = _Run(model, ema, make_optimizer(model, settings, distiller.trainable_parameters() if distiller else []),
+               DetectionLoss(model.head), distiller)
+    start_epoch, history, best_map = 0, [], -1.0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        run.optimizer.load_state_dict(state["optimizer"])
         ema.ema.load_state_dict(state["ema"])
         ema.updates = state["ema_updates"]
         if distiller is not None and state.get("distiller"):
             distiller.load_adapter_state(state["distiller"])
-    loss_fn = DetectionLoss(model.head)
+        start_epoch, history, best_map = state["epoch"] + 1, state["history"], state["best_map"]
     dataset = AugmentedDataset(train_set, settings.seed, AugmentConfig() if settings.augment else
                                AugmentConfig(fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, scale=0, translate=0))
     nb = math.ceil(len(dataset) / settings.batch)
     total, warmup = settings.epochs * nb, max(round(settings.warmup_epochs * nb), 20)
     out.mkdir(parents=True, exist_ok=True)
-    show_bar = sys.stderr.isatty()
     run_start = time.perf_counter()
     if start_epoch >= settings.epochs:
         log(f"{last} already finished {start_epoch} epoch(s); nothing to do")
 
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.perf_counter()
-        dataset.set_epoch(epoch)
-        model.train()
-        sums, seen = torch.zeros(4), 0
-        bar = tqdm(_loader(dataset, settings, epoch), total=nb, desc=f"epoch {epoch + 1}/{settings.epochs}",
-                   disable=not show_bar, leave=False, unit="batch")
-        for i, batch in enumerate(bar):
-            step = epoch * nb + i
-            lr = lr_at(step, total, warmup, settings)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            feats = model(batch["img"])
-            loss, parts = loss_fn(feats, batch["batch_idx"], batch["cls"], batch["boxes"])
-            kd = distiller.loss(batch["img"], feats) if distiller else loss.new_zeros(())
-            optimizer.zero_grad(set_to_none=True)
-            (loss + kd * batch["img"].shape[0]).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            optimizer.step()
-            ema.update(model)
-            sums += torch.cat((parts, kd.detach().view(1)))
-            seen += 1
-            if show_bar:
-                avg = (sums / seen).tolist()
-                bar.set_postfix(box=f"{avg[0]:.3f}", cls=f"{avg[1]:.3f}", dfl=f"{avg[2]:.3f}", lr=f"{lr:.2e}")
+        avg, lr = _run_epoch(run, dataset, settings, epoch, nb, total, warmup)
         metrics = evaluate_detector(ema.ema, data, imgsz=settings.imgsz, split="val",
                                     max_images=settings.val_max_images)
-        avg = (sums / max(seen, 1)).tolist()
-        row = {"epoch": epoch + 1, "box": avg[0], "cls": avg[1], "dfl": avg[2], "kd": avg[3],
-               "map50_95": metrics["map50_95"], "map50": metrics["map50"], "lr": lr,
-               "seconds": time.perf_counter() - t0}
-        history.append(row)
+        history.append({"epoch": epoch + 1, "box": avg[0], "cls": avg[1], "dfl": avg[2], "kd": avg[3],
+                        "map50_95": metrics["map50_95"], "map50": metrics["map50"], "lr": lr,
+                        "seconds": time.perf_counter() - t0})
         improved = metrics["map50_95"] > best_map
         best_map = max(best_map, metrics["map50_95"])
-        meta = {"epoch": epoch + 1, "map50_95": metrics["map50_95"], "map50": metrics["map50"],
-                "settings": dataclasses.asdict(settings)}
-        ema.ema.imgsz, ema.ema.names = settings.imgsz, list(model.names)
-        if improved:
-            save_checkpoint(ema.ema, best, meta=meta)
-        train_state = {"epoch": epoch, "model": model.state_dict(), "ema": ema.ema.state_dict(),
-                       "ema_updates": ema.updates, "optimizer": optimizer.state_dict(), "history": history,
-                       "best_map": best_map, "settings": dataclasses.asdict(settings),
-                       "distiller": distiller.adapter_state() if distiller else None}
-        save_checkpoint(ema.ema, last, meta={**meta, "train_state": train_state})  # atomic: a kill never corrupts it
-        _write_history(out / "results.csv", history)
-        done = epoch + 1 - start_epoch
-        eta = (time.perf_counter() - run_start) / done * (settings.epochs - epoch - 1)
+        _save_epoch(run, settings, epoch, history, best_map, improved, out)
+        eta = (time.perf_counter() - run_start) / (epoch + 1 - start_epoch) * (settings.epochs - epoch - 1)
         log(f"epoch {epoch + 1}/{settings.epochs}  loss box {avg[0]:.3f} cls {avg[1]:.3f} dfl {avg[2]:.3f}"
             + (f" kd {avg[3]:.3f}" if distiller else "")
-            + f"  mAP50-95 {metrics['map50_95']:.4f} mAP50 {metrics['map50']:.4f}  {row['seconds']:.0f}s"
+            + f"  mAP50-95 {metrics['map50_95']:.4f} mAP50 {metrics['map50']:.4f}  {history[-1]['seconds']:.0f}s"
             + f"  ETA {eta / 60:.1f} min" + ("  *best*" if improved else ""))
     best_row = max(history, key=lambda r: r["map50_95"]) if history else {}
     return {"best": str(best), "last": str(last), "best_epoch": best_row.get("epoch"),
             "map50_95": best_row.get("map50_95"), "map50": best_row.get("map50"), "epochs": len(history)}
+
+
+def _save_epoch(run: _Run, settings: TrainSettings, epoch: int, history: list[dict[str, Any]], best_map: float,
+                improved: bool, out: Path) -> None:
+    """best.pt when the EMA improved; last.pt (with everything --resume needs) every epoch."""
+    row = history[-1]
+    meta = {"epoch": epoch + 1, "map50_95": row["map50_95"], "map50": row["map50"],
+            "settings": dataclasses.asdict(settings)}
+    run.ema.ema.imgsz, run.ema.ema.names = settings.imgsz, list(run.model.names)
+    if improved:
+        save_checkpoint(run.ema.ema, out / "best.pt", meta=meta)
+    train_state = {"epoch": epoch, "model": run.model.state_dict(), "ema": run.ema.ema.state_dict(),
+                   "ema_updates": run.ema.updates, "optimizer": run.optimizer.state_dict(), "history": history,
+                   "best_map": best_map, "settings": dataclasses.asdict(settings),
+                   "distiller": run.distiller.adapter_state() if run.distiller else None}
+    save_checkpoint(run.ema.ema, out / "last.pt", meta={**meta, "train_state": train_state})  # atomic write
+    _write_history(out / "results.csv", history)
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
