@@ -6,6 +6,7 @@ import copy
 import torch
 from torch import nn
 
+from evaluators._base import Candidate, Evaluator
 from spaces.models.blocks import Attention
 
 COUNT_SIZE = 64  # conv FLOPs scale with pixels: counting small and scaling is exact for sizes divisible by 32
@@ -23,3 +24,13 @@ def count_flops_params(model: nn.Module, imgsz: int) -> dict[str, float]:
         macs, _ = profile(probe, inputs=(torch.zeros(1, 3, base, base),), verbose=False)
     return {"flops_g": 2 * macs * (imgsz / base) ** 2 / 1e9,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+class FlopsEvaluator(Evaluator):
+    """``flops_g`` and ``params_m`` of the candidate at its image size (cheap: runs first)."""
+
+    directions = {"flops_g": "min", "params_m": "min"}
+    cost = 0
+
+    def evaluate(self, candidate: Candidate) -> dict[str, float]:
+        return count_flops_params(candidate.model, candidate.imgsz)

@@ -1,15 +1,23 @@
 """Latency of an exported model in onnxruntime, with the provenance that makes it readable later."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import platform
 import socket
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+import torch
+from torch import nn
 
-from evaluators.onnx_export import onnx_session
+from evaluators._base import Candidate, Evaluator
+from evaluators.onnx_export import export_onnx, onnx_session
+from spaces.errors import ArchpruneError
 
 
 def cpu_model() -> str:
@@ -48,3 +56,60 @@ def measure_onnx_latency(path: str | Path, imgsz: int, threads: int | None = Non
         "threads": threads or 0,  # 0 = onnxruntime's default (all cores)
         "runs": runs,
     }
+
+
+@contextlib.contextmanager
+def measurement_lock(path: Path | None = None) -> Iterator[None]:
+    """One latency measurement at a time on this machine: two at once distort each other."""
+    path = path or Path(os.environ.get("ARCHPRUNE_CACHE") or Path.home() / ".cache" / "archprune") / "latency.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = None, warmup: int = 5,
+                          runs: int = 30) -> dict[str, Any]:
+    """Median and p90 of eager PyTorch inference, batch 1, in ms."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + runs):
+                start = time.perf_counter()
+                model(x)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        torch.set_num_threads(previous)
+    return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90)),
+            "host": socket.gethostname(), "cpu": cpu_model(), "onnxruntime": "", "provider": f"torch {torch.__version__}",
+            "threads": threads or previous, "runs": runs}
+
+
+class LatencyEvaluator(Evaluator):
+    """Latency measured on this machine: ONNX + onnxruntime (default) or torch eager."""
+
+    directions = {"latency_ms": "min", "latency_p90_ms": "min"}
+    cost = 5
+
+    def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
+                 providers: list[str] | None = None) -> None:
+        if backend not in ("ort", "torch"):
+            raise ArchpruneError(f"unknown latency backend {backend!r}; use 'ort' or 'torch'")
+        self.backend, self.threads, self.runs, self.warmup, self.providers = backend, threads, runs, warmup, providers
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        with measurement_lock():
+            if self.backend == "torch":
+                return measure_torch_latency(candidate.model, candidate.imgsz, self.threads, self.warmup, self.runs)
+            with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
+                path = export_onnx(candidate.model, Path(tmp) / "candidate.onnx", imgsz=candidate.imgsz)
+                return measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup, self.runs)

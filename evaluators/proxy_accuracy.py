@@ -1,0 +1,40 @@
+"""Proxy accuracy of a pruned detector: adaptive-BN recalibration, then mAP on a fixed subset."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from evaluators._base import Candidate, Evaluator
+from evaluators.bn_recalibration import recalibrate_bn
+from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
+from evaluators.detection_eval import evaluate_detector
+
+
+class AdaptiveBNMapEvaluator(Evaluator):
+    """mAP50-95 / mAP50 after BN recalibration on ``calib_batches`` training batches.
+
+    The calibration images and the validation subset are fixed when the evaluator is created,
+    so every candidate is scored on exactly the same data.
+    """
+
+    directions = {"map50_95": "max", "map50": "max"}
+    cost = 10
+
+    def __init__(self, data: DataConfig | str, imgsz: int, calib_batches: int = 8, batch_size: int = 16,
+                 val_images: int = 200, recalibrate: bool = True) -> None:
+        self.data = data if isinstance(data, DataConfig) else load_data_config(data)
+        self.imgsz, self.val_images, self.recalibrate = imgsz, val_images, recalibrate
+        train_files = self.data.images("train")[: calib_batches * batch_size]
+        loader = torch.utils.data.DataLoader(DetectionDataset(train_files, imgsz, nc=self.data.nc),
+                                             batch_size=batch_size, shuffle=False, collate_fn=collate_detections)
+        self._calibration = [batch["img"] for batch in loader]  # decoded once, reused for every candidate
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        model = candidate.model
+        if self.recalibrate:
+            model = copy.deepcopy(model)  # the candidate itself keeps the base model's statistics
+            recalibrate_bn(model, self._calibration)
+        result = evaluate_detector(model, self.data, imgsz=self.imgsz, split="val", max_images=self.val_images)
+        return {"map50_95": result["map50_95"], "map50": result["map50"]}
