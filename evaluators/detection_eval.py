@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,12 +17,33 @@ from spaces.errors import ArchpruneError
 DEFAULT_IMGSZ = 640  # for a model that records no training size (see DESIGN.md conventions)
 
 
-def resolve_imgsz(model: nn.Module, imgsz: int | None) -> int:
-    """The size to evaluate at: the one asked for, else the checkpoint's training size, else 640."""
-    size = imgsz or getattr(model, "imgsz", None) or DEFAULT_IMGSZ
+def check_imgsz(size: int) -> int:
     if size % 32:
         raise ArchpruneError(f"image size {size} is not a multiple of 32 (the detector's largest stride)")
     return int(size)
+
+
+def resolve_imgsz(model: nn.Module, imgsz: int | None) -> int:
+    """The size to evaluate at: the one asked for, else the checkpoint's training size, else 640."""
+    return check_imgsz(imgsz or getattr(model, "imgsz", None) or DEFAULT_IMGSZ)
+
+
+def model_for_data(source: str, data: DataConfig, seed: int = 0) -> tuple[nn.Module, bool]:
+    """Load ``source`` for use on ``data``; returns (model, whether it was built fresh by name).
+
+    A model *name* (yolov8n ...) takes the data's class count and names; a checkpoint must
+    already predict the data's classes.
+    """
+    from spaces.models import build_model, load_model
+    from spaces.models.families import family_spec
+
+    if family_spec(source) is not None and not Path(source).exists():
+        model = build_model(source, nc=data.nc, seed=seed)
+        model.names = list(data.names)
+        return model, True
+    model = load_model(source)
+    check_classes(model, data)
+    return model, False
 
 
 def check_classes(model: nn.Module, data: DataConfig) -> None:

@@ -31,6 +31,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _timed(run: Any, warmup: int, runs: int) -> dict[str, float]:
+    """Median and p90 wall time of ``run()`` in ms, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90))}
+
+
+def _provenance(runtime: str, provider: str, threads: int, runs: int) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "cpu": cpu_model(), "onnxruntime": runtime, "provider": provider,
+            "threads": threads, "runs": runs}
+
+
 def measure_onnx_latency(path: str | Path, imgsz: int, threads: int | None = None,
                          providers: list[str] | None = None, warmup: int = 5, runs: int = 30) -> dict[str, Any]:
     """Median and p90 wall time of batch-1 inference, in ms, plus host/CPU/runtime provenance."""
@@ -39,23 +56,9 @@ def measure_onnx_latency(path: str | Path, imgsz: int, threads: int | None = Non
     session = onnx_session(path, providers=providers, threads=threads)
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     feed = {session.get_inputs()[0].name: x}
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {
-        "latency_ms": float(np.median(times)),
-        "latency_p90_ms": float(np.percentile(times, 90)),
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "onnxruntime": ort.__version__,
-        "provider": session.get_providers()[0],
-        "threads": threads or 0,  # 0 = onnxruntime's default (all cores)
-        "runs": runs,
-    }
+    result = _timed(lambda: session.run(None, feed), warmup, runs)
+    # threads 0 = onnxruntime's default (all cores)
+    return {**result, **_provenance(ort.__version__, session.get_providers()[0], threads or 0, runs)}
 
 
 @contextlib.contextmanager
@@ -79,19 +82,12 @@ def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = No
         torch.set_num_threads(threads)
     x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
     model.eval()
-    times = []
     try:
         with torch.no_grad():
-            for i in range(warmup + runs):
-                start = time.perf_counter()
-                model(x)
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1e3)
+            result = _timed(lambda: model(x), warmup, runs)
     finally:
         torch.set_num_threads(previous)
-    return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90)),
-            "host": socket.gethostname(), "cpu": cpu_model(), "onnxruntime": "", "provider": f"torch {torch.__version__}",
-            "threads": threads or previous, "runs": runs}
+    return {**result, **_provenance("", f"torch {torch.__version__}", threads or previous, runs)}
 
 
 class LatencyEvaluator(Evaluator):

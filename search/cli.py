@@ -29,22 +29,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_for_data(source: str, data: Any) -> Any:
-    """A model for evaluating on ``data``: a model *name* takes the data's class count."""
-    from spaces.models import load_model
-    from spaces.models.families import family_spec
-
-    if family_spec(source) is not None and not Path(source).exists():
-        return load_model(source, nc=data.nc)
-    return load_model(source)
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.data import load_data_config
-    from evaluators.detection_eval import evaluate_detector
+    from evaluators.detection_eval import evaluate_detector, model_for_data
 
     data = load_data_config(args.data)
-    model = load_for_data(args.model, data)
+    model, _ = model_for_data(args.model, data)
     result = evaluate_detector(model, data, imgsz=args.imgsz, split=args.split, batch_size=args.batch,
                                max_images=args.max_images, progress=not args.json and sys.stderr.isatty())
     if args.json:

@@ -13,10 +13,7 @@ from evaluators.flops import count_flops_params
 from spaces.errors import ArchpruneError
 from spaces.models import YOLODetector
 from spaces.models.blocks import Attention
-from spaces.tp_compat import customized_pruners
-
-IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "random")
-
+from spaces.tp_compat import customized_pruners, importance as tp_importance
 
 def protected_layers(model: nn.Module) -> list[nn.Module]:
     """Layers no pruning may touch: a detector's final prediction convs and its DFL."""
@@ -24,19 +21,6 @@ def protected_layers(model: nn.Module) -> list[nn.Module]:
         head = model.head
         return [head.dfl] + [seq[-1] for seq in head.cv2] + [seq[-1] for seq in head.cv3]
     return []
-
-
-def _importance(name: str):
-    import torch_pruning as tp
-
-    makers = {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-              "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-              "lamp": lambda: tp.importance.LAMPImportance(p=2),
-              "bn_scale": lambda: tp.importance.BNScaleImportance(),
-              "random": lambda: tp.importance.RandomImportance()}
-    if name not in makers:
-        raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
-    return makers[name]()
 
 
 def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str = "l1",
@@ -47,7 +31,7 @@ def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str
     pruned = copy.deepcopy(model).eval()
     example = torch.zeros(1, 3, imgsz, imgsz)
     attention = [m for m in pruned.modules() if isinstance(m, Attention)]
-    pruner = tp.pruner.MetaPruner(pruned, example, importance=_importance(importance), pruning_ratio=ratio,
+    pruner = tp.pruner.MetaPruner(pruned, example, importance=tp_importance(importance), pruning_ratio=ratio,
                                   global_pruning=global_pruning, ignored_layers=protected_layers(pruned) + attention,
                                   round_to=round_to, customized_pruners=customized_pruners())
     pruner.step()

@@ -20,28 +20,10 @@ from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.baseline_pruning import protected_layers
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import Attention
-from spaces.tp_compat import dependency_graph
+from spaces.tp_compat import IMPORTANCES as DATA_FREE_IMPORTANCES
+from spaces.tp_compat import dependency_graph, importance as tp_importance
 
 DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16
-DATA_FREE_IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random")
-
-
-def _importance(name: str, seed: int):
-    import torch_pruning as tp
-
-    makers = {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-              "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-              "lamp": lambda: tp.importance.LAMPImportance(p=2),
-              "bn_scale": lambda: tp.importance.BNScaleImportance(),
-              "fpgm": lambda: tp.importance.FPGMImportance()}
-    if name == "random":
-        return None  # seeded numpy scores instead: Torch-Pruning's random uses the global RNG
-    if name in ("taylor", "hessian"):
-        raise ArchpruneError(f"importance {name!r} needs gradients from calibration data, which the channel "
-                             f"space does not take yet; use one of {', '.join(DATA_FREE_IMPORTANCES)}")
-    if name not in makers:
-        raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(DATA_FREE_IMPORTANCES)}")
-    return makers[name]()
 
 
 def kept_counts(full: int, ratios: Iterable[float], round_to: int) -> tuple[int, ...]:
@@ -67,7 +49,8 @@ class ChannelSpace(SearchSpace):
         self.example = example_inputs if example_inputs is not None else torch.zeros(1, 3, 64, 64)
         self.importance, self.round_to, self.ratios = importance, round_to, tuple(ratios)
         self.keep_layers = tuple(keep_layers)
-        scorer = _importance(importance, seed)
+        # random scores come from our seeded generator: Torch-Pruning's random uses the global RNG
+        scorer = None if importance == "random" else tp_importance(importance)
         names = {module: name for name, module in self.base.named_modules()}
         frozen = self._frozen_modules(names)
         graph = dependency_graph(self.base, self.example)

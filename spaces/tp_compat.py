@@ -38,6 +38,27 @@ def customized_pruners() -> dict[type, Any]:
     return {Attention: _frozen_attention_pruner()}
 
 
+IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random")
+
+
+def importance(name: str) -> Any:
+    """Torch-Pruning's implementation of a data-free channel importance criterion, by name."""
+    import torch_pruning as tp
+
+    makers = {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+              "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+              "lamp": lambda: tp.importance.LAMPImportance(p=2),
+              "bn_scale": lambda: tp.importance.BNScaleImportance(),
+              "fpgm": lambda: tp.importance.FPGMImportance(),
+              "random": lambda: tp.importance.RandomImportance()}
+    if name in ("taylor", "hessian"):
+        raise ArchpruneError(f"importance {name!r} needs gradients from calibration data, which archprune does "
+                             f"not take yet; use one of {', '.join(IMPORTANCES)}")
+    if name not in makers:
+        raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
+    return makers[name]()
+
+
 def dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> Any:
     import torch_pruning as tp
 

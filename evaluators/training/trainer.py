@@ -20,11 +20,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.detection_eval import check_classes, evaluate_detector
+from evaluators.detection_eval import check_classes, check_imgsz, evaluate_detector, model_for_data
 from spaces.errors import ArchpruneError
-from spaces.models import YOLODetector, build_model, load_model, save_checkpoint
+from spaces.models import YOLODetector, load_model, save_checkpoint
 from spaces.models.checkpoint import detector_from_checkpoint
-from spaces.models.families import family_spec
 
 from .augment import AugmentConfig, AugmentedDataset
 from .ema import ModelEMA
@@ -111,13 +110,9 @@ def lr_at(step: int, total: int, warmup: int, settings: TrainSettings) -> float:
 
 
 def _model_for(settings: TrainSettings, data: DataConfig) -> YOLODetector:
-    if family_spec(settings.model) is not None and not Path(settings.model).exists():
-        model = build_model(settings.model, nc=data.nc, seed=settings.seed)  # a name takes the data's classes
-        model.names = list(data.names)
+    model, fresh = model_for_data(settings.model, data, seed=settings.seed)
+    if fresh:
         model.head.bias_init(settings.imgsz)  # priors for training from scratch, never for a checkpoint
-        return model
-    model = load_model(settings.model)
-    check_classes(model, data)
     return model
 
 
@@ -219,8 +214,7 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     out = Path(settings.out)
     last, best = out / "last.pt", out / "best.pt"
     data = load_data_config(settings.data)
-    if settings.imgsz % 32:
-        raise ArchpruneError(f"--imgsz {settings.imgsz} is not a multiple of 32")
+    check_imgsz(settings.imgsz)
     train_set = _training_set(data, settings)
     data.images("val")  # fail now, not after the first epoch, if there is no val split
 

@@ -71,7 +71,8 @@ def load_model(source: str | os.PathLike, nc: int | None = None) -> YOLODetector
 
     ``source`` is a model name (``"yolov8n"``, ``"yolo11s"``: random init with ``nc`` classes,
     default 80), an embedded trained model (``"yolov8n-digits"``), a path to an Ultralytics
-    ``.pt`` checkpoint, or a path to an archprune checkpoint. For a checkpoint, ``nc`` (if given) must equal the checkpoint's class count.
+    ``.pt`` checkpoint, or a path to an archprune checkpoint. For a checkpoint, ``nc`` (if given)
+    must equal the checkpoint's class count.
     """
     text = os.fspath(source)
     if isinstance(source, str) and family_spec(text) is not None and not Path(text).exists():
@@ -81,14 +82,13 @@ def load_model(source: str | os.PathLike, nc: int | None = None) -> YOLODetector
         if not shipped.exists():
             raise ArchpruneError(f"embedded model {text!r} is missing from this installation ({shipped}); "
                                  f"reinstall archprune or rebuild it: {EMBEDDED[text.lower()].reproduce}")
-        model = _load_file(shipped, nc)
-        model.source = text
-        return model.float().eval()
-    path = Path(text).expanduser()
-    if not path.exists():
-        names = model_names() + sorted(EMBEDDED)
-        hint = "" if any(sep in text for sep in "/\\.") else f" (known model names: {', '.join(names)})"
-        raise ArchpruneError(f"model not found: {text} is neither a file nor a known model name{hint}")
+        path = shipped
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            names = model_names() + sorted(EMBEDDED)
+            hint = "" if any(sep in text for sep in "/\\.") else f" (known model names: {', '.join(names)})"
+            raise ArchpruneError(f"model not found: {text} is neither a file nor a known model name{hint}")
     model = _load_file(path, nc)
-    model.source = str(path)
+    model.source = text if shipped is not None else str(path)
     return model.float().eval()
