@@ -20,7 +20,6 @@ from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.baseline_pruning import protected_layers
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import Attention
-from spaces.tp_compat import IMPORTANCES as DATA_FREE_IMPORTANCES
 from spaces.tp_compat import dependency_graph, importance as tp_importance
 
 DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from spaces._base import InvalidGenome
-from spaces.channel_space import DATA_FREE_IMPORTANCES, ChannelSpace, kept_counts
+from spaces.channel_space import ChannelSpace, kept_counts
+from spaces.tp_compat import IMPORTANCES
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
 
@@ -78,7 +79,6 @@ def test_config_and_kept_indices_round_trip_exactly(case) -> None:
     _, _, space, shape = case
     genome = space.sample(np.random.default_rng(1))
     assert space.from_config(space.to_config(genome)) == genome
-    x = torch.rand(shape)
     a, b = space.build(genome), space.apply_indices(space.kept_indices(genome))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
@@ -125,7 +125,7 @@ def test_keep_layers_and_importances() -> None:
     with pytest.raises(ArchpruneError, match="'model.99'"):
         ChannelSpace(model, keep_layers=["model.99"])
     genome = full.uniform(0.5)
-    chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in DATA_FREE_IMPORTANCES}
+    chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in IMPORTANCES}
     assert chosen["l1"] != chosen["random"] and chosen["l1"] != chosen["fpgm"]
     assert ChannelSpace(model, importance="random", seed=3).kept_indices(genome) == \
         ChannelSpace(model, importance="random", seed=3).kept_indices(genome)

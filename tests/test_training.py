@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from evaluators.data import DetectionDataset, build_digits_det, load_data_config
 from evaluators.training.augment import AugmentConfig, AugmentedDataset, flip_lr, random_affine
