@@ -43,6 +43,10 @@ class SearchSpace(abc.ABC):
     def from_config(self, config: dict[str, Any]) -> Genome:
         """Inverse of ``to_config``."""
 
+    def baselines(self) -> list[tuple[str, Genome]]:
+        """Named reference candidates a search evaluates first (optional; none by default)."""
+        return []
+
     def validate(self, genome: Genome) -> Genome:
         genome = tuple(int(g) for g in genome)
         if len(genome) != len(self.genes):

@@ -20,7 +20,8 @@ from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.baseline_pruning import protected_layers
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import Attention
-from spaces.tp_compat import dependency_graph, importance as tp_importance
+from spaces.tp_compat import (GRADIENT_IMPORTANCES, CalibrationLoss, accumulate_gradients, dependency_graph,
+                              importance as tp_importance)
 
 DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16
 
@@ -43,7 +44,7 @@ class ChannelSpace(SearchSpace):
 
     def __init__(self, model: nn.Module, example_inputs: torch.Tensor | None = None, importance: str = "l1",
                  ratios: Iterable[float] = DEFAULT_RATIOS, round_to: int = 8, keep_layers: Iterable[str] = (),
-                 seed: int = 0) -> None:
+                 seed: int = 0, calibration_loss: CalibrationLoss | None = None) -> None:
         self.base = copy.deepcopy(model).eval()
         self.example = example_inputs if example_inputs is not None else torch.zeros(1, 3, 64, 64)
         self.importance, self.round_to, self.ratios = importance, round_to, tuple(ratios)
@@ -53,6 +54,8 @@ class ChannelSpace(SearchSpace):
         names = {module: name for name, module in self.base.named_modules()}
         frozen = self._frozen_modules(names)
         graph = dependency_graph(self.base, self.example)
+        if importance in GRADIENT_IMPORTANCES:
+            accumulate_gradients(self.base, scorer, importance, calibration_loss)
         rng = np.random.default_rng(seed)
         self.genes: list[Gene] = []
         self._full: dict[str, int] = {}
@@ -70,6 +73,7 @@ class ChannelSpace(SearchSpace):
             self.genes.append(Gene(names[root], counts))
             self._full[names[root]] = full
             self._order[names[root]] = np.argsort(scores, kind="stable")
+        self.base.zero_grad(set_to_none=True)  # gradient importances leave .grad behind: builds copy the base
         if not self.genes:
             raise ArchpruneError("the model has no prunable channel groups (all are protected or kept)")
 
@@ -105,6 +109,29 @@ class ChannelSpace(SearchSpace):
         """Every group at the choice nearest ``ratio`` of its channels (the uniform baselines)."""
         return tuple(int(np.argmin([abs(c - ratio * self._full[g.name]) for c in g.choices])) for g in self.genes)
 
+    def sample(self, rng: np.random.Generator) -> Genome:
+        """A random genome spread over model sizes: one keep ratio per candidate (uniform in
+        [min ratio, 1]) jittered per group. Independent uniform genes would put nearly every sample
+        at the same mid size (the average of many independent choices), leaving small and
+        near-unpruned models unexplored."""
+        centre = rng.uniform(min(self.ratios), 1.0)
+        genome = []
+        for gene in self.genes:
+            ratio = float(np.clip(centre + rng.normal(0.0, 0.1), 0.0, 1.0))
+            full = self._full[gene.name]
+            genome.append(int(np.argmin([abs(c - ratio * full) for c in gene.choices])))
+        return tuple(genome)
+
+    def baselines(self) -> list[tuple[str, Genome]]:
+        """The unpruned model and uniform keep ratios 87.5% ... 25%: every search starts from them,
+        and the plots mark them, so a searched candidate is always compared with uniform pruning."""
+        out: list[tuple[str, Genome]] = [("unpruned", self.unpruned())]
+        for ratio in (0.875, 0.75, 0.625, 0.5, 0.375, 0.25):
+            genome = self.uniform(ratio)
+            if all(genome != g for _, g in out):
+                out.append((f"uniform-{ratio:g}", genome))
+        return out
+
     def to_config(self, genome: Genome) -> dict[str, Any]:
         return {"groups": self.counts(genome), "importance": self.importance, "round_to": self.round_to}
 
@@ -126,24 +153,39 @@ class ChannelSpace(SearchSpace):
 
     def apply_indices(self, kept: dict[str, list[int]]) -> nn.Module:
         """A physically smaller copy of the base model keeping exactly ``kept`` channels per group."""
-        import torch_pruning as tp
-
-        model = copy.deepcopy(self.base)
-        graph = dependency_graph(model, self.example)
-        for name, keep in kept.items():
-            full = self._full.get(name)
-            if full is None:
-                raise InvalidGenome(f"{name!r} is not a channel group of this model")
-            if not keep:
-                raise InvalidGenome(f"group {name!r}: keeping no channels would empty it")
-            remove = sorted(set(range(full)) - set(keep))
-            if not remove:
-                continue
-            module = model.get_submodule(name)
-            prune = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
-            graph.get_pruning_group(module, prune, idxs=remove).prune()
-        return model.eval()
+        unknown = sorted(set(kept) - set(self._full))
+        if unknown:
+            raise InvalidGenome(f"{unknown[0]!r} is not a channel group of this model")
+        return prune_kept_channels(copy.deepcopy(self.base), kept, self.example)
 
     def n_choices(self) -> float:
         """log10 of the number of distinct genomes (for the log: how big the space is)."""
         return sum(math.log10(len(g.choices)) for g in self.genes)
+
+
+def prune_kept_channels(model: nn.Module, kept: dict[str, list[int]], example: torch.Tensor | None = None) -> nn.Module:
+    """Remove, in place, every channel of each named group's root layer except ``kept[name]``.
+
+    Indices refer to the unpruned model; groups are disjoint, so the order of pruning does not
+    matter and the same base weights always give the same state dict (what ``archprune apply``
+    relies on).
+    """
+    import torch_pruning as tp
+
+    model.eval()
+    graph = dependency_graph(model, example if example is not None else torch.zeros(1, 3, 64, 64))
+    for name, keep in kept.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise InvalidGenome(f"{name!r} is not a layer of this model") from None
+        full = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        if not keep:
+            raise InvalidGenome(f"group {name!r}: keeping no channels would empty it")
+        if min(keep) < 0 or max(keep) >= full:
+            raise InvalidGenome(f"group {name!r}: kept channel indices must lie in 0..{full - 1}")
+        remove = sorted(set(range(full)) - set(keep))
+        if remove:
+            prune = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+            graph.get_pruning_group(module, prune, idxs=remove).prune()
+    return model.eval()

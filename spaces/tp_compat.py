@@ -7,7 +7,7 @@ stops at it, and channel groups that reach it are left whole.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -38,7 +38,11 @@ def customized_pruners() -> dict[type, Any]:
     return {Attention: _frozen_attention_pruner()}
 
 
-IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random")
+IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random", "taylor", "hessian")
+GRADIENT_IMPORTANCES = ("taylor", "hessian")  # need a loss on calibration data
+
+#: per-sample losses of a model on calibration data (what taylor / hessian importance differentiate)
+CalibrationLoss = Callable[[nn.Module], list[torch.Tensor]]
 
 
 def importance(name: str) -> Any:
@@ -50,10 +54,9 @@ def importance(name: str) -> Any:
               "lamp": lambda: tp.importance.LAMPImportance(p=2),
               "bn_scale": lambda: tp.importance.BNScaleImportance(),
               "fpgm": lambda: tp.importance.FPGMImportance(),
-              "random": lambda: tp.importance.RandomImportance()}
-    if name in ("taylor", "hessian"):
-        raise ArchpruneError(f"importance {name!r} needs gradients from calibration data, which archprune does "
-                             f"not take yet; use one of {', '.join(IMPORTANCES)}")
+              "random": lambda: tp.importance.RandomImportance(),
+              "taylor": lambda: tp.importance.GroupTaylorImportance(),
+              "hessian": lambda: tp.importance.GroupHessianImportance()}
     if name not in makers:
         raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
     return makers[name]()
@@ -65,3 +68,26 @@ def dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> Any:
     with torch.enable_grad():  # the graph is traced through autograd: works even inside no_grad()
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
                                                      customized_pruners=customized_pruners())
+
+
+def accumulate_gradients(model: nn.Module, scorer: Any, name: str, calibration_loss: CalibrationLoss | None) -> None:
+    """Leave in ``model`` (or ``scorer``) the gradients Taylor / Hessian importance read.
+
+    Taylor uses the gradient of the summed loss; Torch-Pruning's Hessian approximation needs each
+    sample's gradient accumulated separately.
+    """
+    if calibration_loss is None:
+        raise ArchpruneError(f"importance {name!r} needs gradients on calibration data: give the space a "
+                             "calibration_loss (the CLI builds one from --data), or use l1, l2, lamp, bn_scale, "
+                             "fpgm or random")
+    with torch.enable_grad():
+        model.zero_grad(set_to_none=True)
+        losses = calibration_loss(model)
+        if name == "hessian":
+            scorer.zero_grad()
+            for loss in losses:
+                model.zero_grad(set_to_none=True)
+                loss.backward(retain_graph=True)
+                scorer.accumulate_grad(model)
+        else:
+            torch.stack(list(losses)).sum().backward()

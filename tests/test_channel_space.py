@@ -8,7 +8,7 @@ from torch import nn
 
 from spaces._base import InvalidGenome
 from spaces.channel_space import ChannelSpace, kept_counts
-from spaces.tp_compat import IMPORTANCES
+from spaces.tp_compat import GRADIENT_IMPORTANCES, IMPORTANCES
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
 
@@ -52,8 +52,10 @@ def test_candidates_are_smaller_working_networks(case) -> None:
     name, model, space, shape = case
     x = torch.rand(shape)
     rng = np.random.default_rng(0)
-    for _ in range(3):
-        pruned = space.build(space.sample(rng))
+    genomes = [g for g in (space.sample(rng) for _ in range(20)) if g != space.unpruned()][:3]
+    assert len(genomes) == 3
+    for genome in genomes:
+        pruned = space.build(genome)
         with torch.no_grad():
             assert pruned(x).shape == model(x).shape
         assert n_params(pruned) < n_params(model)
@@ -125,7 +127,8 @@ def test_keep_layers_and_importances() -> None:
     with pytest.raises(ArchpruneError, match="'model.99'"):
         ChannelSpace(model, keep_layers=["model.99"])
     genome = full.uniform(0.5)
-    chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in IMPORTANCES}
+    data_free = [imp for imp in IMPORTANCES if imp not in GRADIENT_IMPORTANCES]
+    chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in data_free}
     assert chosen["l1"] != chosen["random"] and chosen["l1"] != chosen["fpgm"]
     assert ChannelSpace(model, importance="random", seed=3).kept_indices(genome) == \
         ChannelSpace(model, importance="random", seed=3).kept_indices(genome)
@@ -137,3 +140,36 @@ def test_kept_counts_round_to_multiples() -> None:
     assert kept_counts(64, [0.25, 0.5, 1.0], 8) == (16, 32, 64)
     assert kept_counts(16, [k / 16 for k in range(4, 17)], 8) == (8, 16)
     assert kept_counts(4, [0.25, 1.0], 8) == (4,)  # a group smaller than round_to is never emptied
+
+
+@pytest.mark.parametrize("name", GRADIENT_IMPORTANCES)
+def test_gradient_importances_score_channels_from_a_calibration_loss(name: str) -> None:
+    model = resnet_like()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def loss(m: nn.Module) -> list[torch.Tensor]:
+        calls.append(1)
+        return [nn.functional.cross_entropy(m(x[i:i + 1]), y[i:i + 1]) for i in range(4)]
+
+    example = torch.zeros(1, 3, 32, 32)
+    space = ChannelSpace(model, example_inputs=example, importance=name, calibration_loss=loss)
+    genome = space.uniform(0.5)
+    assert calls and space.kept_indices(genome) != ChannelSpace(model, example_inputs=example).kept_indices(genome)
+    assert all(p.grad is None for p in space.base.parameters())  # no gradients left in what builds copy
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the caller's model untouched
+    assert space.build(genome)(x).shape == (4, 10)
+
+
+def test_detection_calibration_loss_reads_but_never_updates_batchnorm(tmp_path) -> None:
+    from evaluators.calibration_loss import detection_calibration_loss
+    from evaluators.data import build_digits_det, load_data_config
+
+    data = load_data_config(build_digits_det(tmp_path / "dd", seed=1, n_train=8, n_val=4, imgsz=64))
+    model = build_model("yolov8n", nc=10)
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    space = ChannelSpace(model, importance="taylor", calibration_loss=detection_calibration_loss(data, 64, images=4))
+    assert all(torch.equal(space.base.state_dict()[k], v) for k, v in stats.items())
+    assert space.kept_indices(space.uniform(0.5)) != ChannelSpace(model).kept_indices(space.uniform(0.5))

@@ -5,6 +5,7 @@ Everything in it is a dict, list, string, number or tensor, so it loads with
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ def save_checkpoint(model: YOLODetector, path: str | os.PathLike, meta: dict[str
     torch.save(payload, tmp)
     os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
     return path
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """A fingerprint of a model's weights (names, dtypes, shapes, float32 values), independent of
+    the file they came from: the same base in fp16 or fp32 files hashes alike once loaded."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def is_archprune_checkpoint(obj: Any) -> bool:
