@@ -28,6 +28,10 @@ class Evaluator(abc.ABC):
     directions: dict[str, str] = {}
     #: relative cost; evaluators run in increasing order
     cost: int = 0
+    #: short name for logs and timings ("flops" -> timings["flops_s"])
+    name: str = "evaluator"
+    #: optional finer split of the last evaluate() call's time, e.g. {"export_s": 0.7}
+    last_timings: dict[str, float] = {}
 
     @abc.abstractmethod
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class FlopsEvaluator(Evaluator):
 
     directions = {"flops_g": "min", "params_m": "min"}
     cost = 0
+    name = "flops"
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         return count_flops_params(candidate.model, candidate.imgsz)

@@ -95,6 +95,7 @@ class LatencyEvaluator(Evaluator):
 
     directions = {"latency_ms": "min", "latency_p90_ms": "min"}
     cost = 5
+    name = "latency"
 
     def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
                  providers: list[str] | None = None) -> None:
@@ -107,5 +108,10 @@ class LatencyEvaluator(Evaluator):
             if self.backend == "torch":
                 return measure_torch_latency(candidate.model, candidate.imgsz, self.threads, self.warmup, self.runs)
             with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
+                start = time.perf_counter()
                 path = export_onnx(candidate.model, Path(tmp) / "candidate.onnx", imgsz=candidate.imgsz)
-                return measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup, self.runs)
+                exported = time.perf_counter()
+                result = measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup,
+                                              self.runs)
+                self.last_timings = {"export_s": exported - start, "latency_runs_s": time.perf_counter() - exported}
+                return result

@@ -21,6 +21,7 @@ class AdaptiveBNMapEvaluator(Evaluator):
 
     directions = {"map50_95": "max", "map50": "max"}
     cost = 10
+    name = "proxy"
 
     def __init__(self, data: DataConfig | str, imgsz: int, calib_batches: int = 8, batch_size: int = 16,
                  val_images: int = 200, recalibrate: bool = True) -> None:

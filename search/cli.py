@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from search.cli_search import add_search_parsers
 from spaces.errors import ArchpruneError
 
 
@@ -145,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="neck feature distillation weight through 1x1 adapters (default off)")
     ft.add_argument("--warmup-epochs", type=float, default=0.5)
     ft.set_defaults(func=_cmd_finetune, lr0=0.0005, out=None)
+
+    add_search_parsers(sub)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")

@@ -1,0 +1,152 @@
+"""The search-side subcommands: ``search``, ``pareto``, ``export`` and ``apply``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spaces.errors import ArchpruneError
+
+# flag -> (settings key, argparse kwargs); every default lives in RunSettings, so a --config file and
+# the flags merge as: flags given > config file > RunSettings defaults
+_SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--model": ("model", dict(help="model name, Ultralytics .pt or archprune checkpoint (yolov8n-digits is embedded)")),
+    "--data": ("data", dict(help="data.yaml, or 'digits-det' (needed for mAP objectives)")),
+    "--imgsz": ("imgsz", dict(type=int, help="input size (default: the checkpoint's training size, else 640)")),
+    "--objectives": ("objectives", dict(help="name:min|max,... (default latency_ms:min,map50_95:max)")),
+    "--constraint": ("constraints", dict(action="append", help="hard budget, e.g. 'latency_ms<=20' (repeatable)")),
+    "--driver": ("driver", dict(help="nsga2 (default) or random")),
+    "--trials": ("trials", dict(type=int, help="stop when the run holds N trials (default 100)")),
+    "--time-budget": ("time_budget", dict(help="stop starting candidates after this long, e.g. 8h, 90m")),
+    "--run": ("run", dict(help="run name (default: derived from the model; the same command resumes)")),
+    "--seed": ("seed", dict(type=int)),
+    "--importance": ("importance", dict(help="l1 (default), l2, lamp, bn_scale, fpgm, random, taylor, hessian")),
+    "--round-to": ("round_to", dict(type=int, help="kept channel counts are multiples of this (default 8)")),
+    "--keep-layers": ("keep_layers", dict(help="comma-separated module names never pruned")),
+    "--population": ("population", dict(type=int, help="NSGA-II parents μ (default 16)")),
+    "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16)")),
+    "--latency": ("latency", dict(help="ort (default: ONNX + onnxruntime) or torch")),
+    "--threads": ("threads", dict(type=int, help="latency threads (default: all cores)")),
+    "--latency-runs": ("latency_runs", dict(type=int, help="timed runs per candidate (default 30)")),
+    "--providers": ("providers", dict(help="onnxruntime execution providers, comma-separated")),
+    "--proxy": ("proxy", dict(help="adaptive-bn (default) or finetune")),
+    "--calib-batches": ("calib_batches", dict(type=int, help="BN recalibration batches (default 8)")),
+    "--val-images": ("val_images", dict(type=int, help="validation images for the proxy mAP (default 200)")),
+    "--finetune-steps": ("finetune_steps", dict(type=int, help="steps of the finetune proxy (default 200)")),
+    "--storage": ("storage", dict(help="Optuna storage URL (default sqlite:///results/<run>/study.db; 'memory')")),
+    "--results": ("results", dict(help="folder runs live in (default results)")),
+}
+
+
+def add_search_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search pruned variants of a model (resumable; results/<run>/)")
+    p.add_argument("--config", help="run.yaml with the same keys as these flags")
+    for flag, (key, kwargs) in _SEARCH_FLAGS.items():
+        p.add_argument(flag, dest=key, default=argparse.SUPPRESS, **kwargs)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_search)
+
+    pa = sub.add_parser("pareto", help="print a run's front; write pareto.csv/json/png/html")
+    pa.add_argument("run", help="run name under results/, or a run folder")
+    pa.add_argument("--storage", default=None, help="read the run from this Optuna storage URL instead")
+    pa.add_argument("--json", action="store_true", help="print one JSON object")
+    pa.add_argument("--hv-ref", default=None, help="hypervolume reference point, one value per objective (comma-separated)")
+    pa.add_argument("--out", default=None, help="where to write the files (default: the run folder)")
+    pa.add_argument("--no-plots", action="store_true", help="skip pareto.png and pareto.html")
+    pa.set_defaults(func=_cmd_pareto)
+
+    ex = sub.add_parser("export", help="write a trial's config.json, pruned checkpoint, ONNX and summary")
+    ex.add_argument("run", help="run name under results/, or a run folder")
+    ex.add_argument("--trial", type=int, required=True, help="trial number (see `archprune pareto RUN`)")
+    ex.add_argument("--out", default=None, help="folder (default results/<run>/exports/trial-N)")
+    ex.add_argument("--storage", default=None, help="read the run from this Optuna storage URL instead")
+    ex.add_argument("--recalibrate-bn", action="store_true", help="also write pruned-bn.pt with recalibrated BatchNorm")
+    ex.set_defaults(func=_cmd_export)
+
+    ap = sub.add_parser("apply", help="rebuild an exported pruned model from its config and the base weights")
+    ap.add_argument("config", help="config.json written by `archprune export`")
+    ap.add_argument("--weights", required=True, help="the base model (name, .pt) the run searched")
+    ap.add_argument("--out", required=True, help="pruned checkpoint to write")
+    ap.add_argument("--no-verify", action="store_true", help="apply even if the weights' fingerprint differs")
+    ap.set_defaults(func=_cmd_apply)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from search.settings import RunSettings, load_yaml_config
+
+    values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
+    for _, (key, _) in _SEARCH_FLAGS.items():
+        if hasattr(args, key):
+            values[key] = getattr(args, key)
+    return RunSettings.from_dict(values, source=args.config or "command line")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from search.job import run_search
+
+    settings = settings_from_args(args)
+    result = run_search(settings, progress=not args.no_progress and sys.stderr.isatty())
+    verb = {"trials": "done", "time-budget": "time budget spent", "exhausted": "no new candidates left"}.get(
+        result.stopped, f"stopped ({result.stopped}); run the same command again to resume")
+    print(f"{verb}: {result.evaluated} new trials, {len(result.store)} in the run")
+    _report_store(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None, plots=True)
+    return 130 if result.stopped in ("interrupted", "terminated") else 0
+
+
+def _report(run: str, storage: str | None, results: str, as_json: bool, hv_ref: str | None, out: str | None,
+            plots: bool) -> dict[str, Any]:
+    from search.runs import open_run
+
+    handle = open_run(run, storage=storage, results=results)
+    return _report_store(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots)
+
+
+def _report_store(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
+                  plots: bool) -> dict[str, Any]:
+    from search.pareto import pareto_front
+    from search.plots import plot_html, plot_png
+    from search.report import front_json, front_table, write_front_files
+
+    reference = None
+    if hv_ref:
+        try:
+            reference = [float(v) for v in hv_ref.split(",")]
+        except ValueError:
+            raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
+    records = store.records()
+    pf = pareto_front(records, store.objectives, reference)
+    written = write_front_files(pf, folder)
+    if plots and len(pf.objectives) >= 2:
+        written["png"] = plot_png(pf, records, folder / "pareto.png", name)
+        written["html"] = plot_html(pf, records, folder / "pareto.html", name)
+    if as_json:
+        print(json.dumps(front_json(pf)))
+    else:
+        print(front_table(pf))
+        print("wrote " + ", ".join(str(p) for p in written.values()))
+    return front_json(pf)
+
+
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    _report(args.run, storage=args.storage, results="results", as_json=args.json, hv_ref=args.hv_ref, out=args.out,
+            plots=not args.no_plots)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from search.export import export_trial
+    from search.runs import open_run
+
+    export_trial(open_run(args.run, storage=args.storage), args.trial, Path(args.out) if args.out else None,
+                 recalibrate_bn=args.recalibrate_bn)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from search.export import apply_config
+
+    path = apply_config(Path(args.config), args.weights, Path(args.out), verify=not args.no_verify)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,50 @@
+"""The small base every search driver implements: ask for candidates, be told their results.
+
+A driver never knows what a metric means beyond its direction and its constraint. The runner
+answers a proposal from the store when it was evaluated before, so a seeded driver replayed
+from the start over a resumed run rebuilds exactly the population it had when it stopped.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from search.objectives import Objective
+from search.store import TrialRecord
+from spaces._base import Genome, SearchSpace
+
+
+@dataclass(frozen=True)
+class Proposal:
+    genome: Genome
+    source: str  # "unpruned", "uniform-0.5", "random", "nsga2-g3" ... (kept with the trial)
+
+
+class Driver(abc.ABC):
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
+        self.space, self.objectives = space, list(objectives)
+        self.rng = np.random.default_rng(seed)
+
+    @abc.abstractmethod
+    def ask(self) -> list[Proposal]:
+        """The next batch of candidates (a generation for NSGA-II)."""
+
+    @abc.abstractmethod
+    def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
+        """The finished trials of the last ``ask``, in the same order."""
+
+    def initial(self, size: int) -> list[Proposal]:
+        """The space's baselines, then distinct random samples up to ``size``."""
+        proposals = [Proposal(g, name) for name, g in self.space.baselines()]
+        seen = {p.genome for p in proposals}
+        attempts = 0
+        while len(proposals) < size and attempts < 100 * size:
+            attempts += 1
+            genome = self.space.sample(self.rng)
+            if genome not in seen:
+                seen.add(genome)
+                proposals.append(Proposal(genome, "random"))
+        return proposals

@@ -1,0 +1,124 @@
+"""``archprune export`` and ``archprune apply``: a chosen trial as files that rebuild it exactly.
+
+``config.json`` records the kept channel indices of every group (so any criterion, ``random``
+included, replays exactly), the per-layer channel counts, and the base model's reference and
+weight fingerprint. ``apply`` rebuilds the pruned model from the base weights alone, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from search.runs import RunHandle
+from spaces.errors import ArchpruneError
+
+CONFIG_FORMAT = "archprune-prune-config"
+CONFIG_VERSION = 1
+
+
+def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalibrate_bn: bool = False,
+                 say: Any = print) -> dict[str, Any]:
+    from evaluators.flops import count_flops_params
+    from evaluators.onnx_export import export_onnx
+    from search.job import build_space, load_inputs
+    from spaces.models import channel_layout, save_checkpoint
+    from spaces.models.checkpoint import state_dict_sha256
+
+    record = next((r for r in handle.store.records() if r.number == trial), None)
+    if record is None:
+        raise ArchpruneError(f"run {handle.name!r} has no finished trial {trial} "
+                             f"(it has {len(handle.store)} trials; `archprune pareto {handle.name}` lists the front)")
+    if record.failed:
+        raise ArchpruneError(f"trial {trial} of run {handle.name!r} failed ({record.error}); pick another trial")
+    out = Path(out) if out else handle.folder / "exports" / f"trial-{trial}"
+    settings = handle.settings
+    model, data, imgsz = load_inputs(settings)
+    space = build_space(settings, model, data, imgsz)
+    if [g.name for g in space.genes] != [g.name for g in handle.store.genes]:
+        raise ArchpruneError(f"the model {settings.model} no longer has the channel groups run {handle.name!r} "
+                             "searched (did the checkpoint change?)")
+    kept = space.kept_indices(record.genome)
+    pruned = space.apply_indices(kept)
+    cost = count_flops_params(pruned, imgsz)
+    config = {
+        "format": CONFIG_FORMAT, "version": CONFIG_VERSION,
+        "base": {"model": settings.model, "sha256": state_dict_sha256(space.base)},
+        "run": handle.name, "trial": trial, "imgsz": imgsz, "importance": settings.importance,
+        "round_to": settings.round_to, "genome": list(record.genome), "groups": space.counts(record.genome),
+        "kept_indices": kept, "layers": channel_layout(pruned),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    meta = {"pruned_from": settings.model, "run": handle.name, "trial": trial, "imgsz": imgsz}
+    save_checkpoint(pruned, out / "pruned.pt", meta=meta)
+    export_onnx(pruned, out / "model.onnx", imgsz=imgsz)
+    summary: dict[str, Any] = {"run": handle.name, "trial": trial, "imgsz": imgsz, **cost,
+                               **{k: record.metrics[k] for k in ("latency_ms", "latency_p90_ms", "map50_95", "map50")
+                                  if k in record.metrics},
+                               "latency_provenance": {k: record.metrics[k] for k in
+                                                      ("host", "cpu", "onnxruntime", "provider", "threads")
+                                                      if k in record.metrics},
+                               "proxy": settings.proxy if "map50_95" in record.metrics else None}
+    if "latency_ms" not in record.metrics:  # the run did not measure it: measure now, on this machine
+        from evaluators.latency import measure_onnx_latency
+
+        latency = measure_onnx_latency(out / "model.onnx", imgsz, settings.threads, settings.providers)
+        summary.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"])
+    if recalibrate_bn:
+        summary["recalibrated"] = str(_recalibrated(pruned, data, imgsz, settings, out / "pruned-bn.pt", meta))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    say(f"exported trial {trial} of {handle.name} to {out}: {cost['params_m']:.3f} M params, "
+        f"{cost['flops_g']:.3f} GFLOPs at {imgsz}px"
+        + (f", {summary['latency_ms']:.2f} ms" if "latency_ms" in summary else "")
+        + (f", proxy mAP50-95 {summary['map50_95']:.4f}" if "map50_95" in summary else ""))
+    return summary
+
+
+def _recalibrated(pruned: Any, data: Any, imgsz: int, settings: Any, path: Path, meta: dict[str, Any]) -> Path:
+    import copy
+
+    from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
+    from spaces.models import save_checkpoint
+
+    if data is None:
+        raise ArchpruneError("--recalibrate-bn needs the run's --data (its training images recalibrate BatchNorm)")
+    from evaluators.bn_recalibration import recalibrate_bn
+
+    model = copy.deepcopy(pruned)
+    calibration = AdaptiveBNMapEvaluator(data, imgsz, calib_batches=settings.calib_batches)._calibration
+    recalibrate_bn(model, calibration)
+    return save_checkpoint(model, path, meta={**meta, "bn_recalibrated": True})
+
+
+def read_prune_config(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise ArchpruneError(f"config {path} does not exist")
+    try:
+        config = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ArchpruneError(f"config {path} is not valid JSON (line {err.lineno}): {err.msg}") from None
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        raise ArchpruneError(f"{path} is not an archprune prune config (write one with `archprune export`)")
+    if config.get("version", 0) > CONFIG_VERSION:
+        raise ArchpruneError(f"{path} was written by a newer archprune (version {config['version']}); upgrade")
+    return config
+
+
+def apply_config(config_path: Path, weights: str, out: Path, verify: bool = True) -> Path:
+    """Rebuild the pruned model of ``config_path`` from the base ``weights``; same state dict bit for bit."""
+    from spaces.channel_space import prune_kept_channels
+    from spaces.models import load_model, save_checkpoint
+    from spaces.models.checkpoint import state_dict_sha256
+
+    config = read_prune_config(config_path)
+    base = load_model(weights)
+    digest = state_dict_sha256(base)
+    if verify and digest != config["base"]["sha256"]:
+        raise ArchpruneError(f"{weights} is not the base model {config_path} was searched on (weights fingerprint "
+                             f"{digest[:12]}, config expects {config['base']['sha256'][:12]} from "
+                             f"{config['base']['model']}); pass those weights, or --no-verify to apply anyway")
+    pruned = prune_kept_channels(base, {k: list(v) for k, v in config["kept_indices"].items()})
+    meta = {"pruned_from": config["base"]["model"], "run": config.get("run"), "trial": config.get("trial"),
+            "imgsz": config.get("imgsz")}
+    return save_checkpoint(pruned, out, meta=meta)

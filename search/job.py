@@ -1,0 +1,134 @@
+"""``archprune search`` as a function of its settings: check them, load the model and data,
+build the channel space and the evaluators, then run (or resume) the search in ``results/<run>/``."""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from evaluators._base import Evaluator
+from search.objectives import Constraint
+from search.runner import SearchResult, search
+from search.settings import RunSettings, read_run_yaml, write_run_yaml
+from spaces.channel_space import ChannelSpace
+from spaces.errors import ArchpruneError
+
+LATENCY_METRICS = {"latency_ms", "latency_p90_ms"}
+ACCURACY_METRICS = {"map50_95", "map50"}
+
+
+def needed_metrics(settings: RunSettings) -> set[str]:
+    return {o.name for o in settings.objective_list} | {c.name for c in settings.constraint_list}
+
+
+def check_against_stored(settings: RunSettings) -> None:
+    """Refuse to resume a run whose stored settings mean something else; one line lists the differences."""
+    path = settings.run_dir() / "run.yaml"
+    if not path.exists():
+        return
+    differs = settings.differences(read_run_yaml(path))
+    if differs:
+        raise ArchpruneError(f"run {settings.run_name()!r} exists with other settings ({'; '.join(differs)}); "
+                             "rerun with the same settings to resume, or pass a new --run")
+
+
+def load_inputs(settings: RunSettings) -> tuple[Any, Any, int]:
+    """(model, data or None, imgsz), each bad input a one-line error."""
+    from evaluators.data import load_data_config
+    from evaluators.detection_eval import model_for_data, resolve_imgsz
+    from spaces.models import load_model
+
+    needs_data = bool(needed_metrics(settings) & ACCURACY_METRICS) or settings.importance in ("taylor", "hessian")
+    if needs_data and not settings.data:
+        raise ArchpruneError("mAP objectives and gradient importances need --data DATA_YAML (or 'digits-det')")
+    data = load_data_config(settings.data) if settings.data else None
+    model = model_for_data(settings.model, data)[0] if data is not None else load_model(settings.model)
+    return model, data, resolve_imgsz(model, settings.imgsz)
+
+
+def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz: int) -> ChannelSpace:
+    calibration = None
+    if settings.importance in ("taylor", "hessian"):
+        from evaluators.calibration_loss import detection_calibration_loss
+
+        calibration = detection_calibration_loss(data, imgsz)
+    return ChannelSpace(model, importance=settings.importance, round_to=settings.round_to,
+                        keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration)
+
+
+def build_evaluators(settings: RunSettings, data: Any, imgsz: int) -> list[Evaluator]:
+    from evaluators.flops import FlopsEvaluator
+
+    needed = needed_metrics(settings)
+    evaluators: list[Evaluator] = [FlopsEvaluator()]  # always: the front table shows params and GFLOPs
+    if needed & LATENCY_METRICS:
+        from evaluators.latency import LatencyEvaluator
+
+        evaluators.append(LatencyEvaluator(settings.latency, threads=settings.threads, runs=settings.latency_runs,
+                                           warmup=settings.latency_warmup, providers=settings.providers))
+    if needed & ACCURACY_METRICS:
+        if settings.proxy == "finetune":
+            from evaluators.proxy_finetune import FinetuneMapEvaluator
+
+            evaluators.append(FinetuneMapEvaluator(data, imgsz, steps=settings.finetune_steps,
+                                                   val_images=settings.val_images, seed=settings.seed))
+        else:
+            from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
+
+            evaluators.append(AdaptiveBNMapEvaluator(data, imgsz, calib_batches=settings.calib_batches,
+                                                     val_images=settings.val_images))
+    return evaluators
+
+
+def check_reachable(space: ChannelSpace, constraints: list[Constraint], imgsz: int) -> None:
+    """A FLOPs or params budget even the smallest candidate breaks can never be met: say so now."""
+    from evaluators.flops import count_flops_params
+
+    static = [c for c in constraints if c.name in ("flops_g", "params_m") and c.op == "<="]
+    if not static:
+        return
+    smallest = count_flops_params(space.build(tuple(0 for _ in space.genes)), imgsz)
+    for c in static:
+        if smallest[c.name] > c.bound:
+            raise ArchpruneError(f"constraint {c} can never be met: the smallest candidate in the space has "
+                                 f"{c.name}={smallest[c.name]:.4g} (prune more with a lower --round-to, or relax it)")
+
+
+def file_logger(path: Path) -> Callable[[str], None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        with path.open("a") as handle:  # reopened per line: a killed run keeps every line written
+            handle.write(f"{stamp} {line}\n")
+
+    return log
+
+
+def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
+    settings.check()
+    check_against_stored(settings)
+    model, data, imgsz = load_inputs(settings)
+    space = build_space(settings, model, data, imgsz)
+    check_reachable(space, settings.constraint_list, imgsz)
+    evaluators = build_evaluators(settings, data, imgsz)
+    run_dir = settings.run_dir()
+    write_run_yaml(settings, run_dir / "run.yaml")
+    log = file_logger(run_dir / "search.log")
+    head = (f"run {settings.run_name()}: {settings.driver} over {len(space.genes)} channel groups "
+            f"(10^{space.n_choices():.0f} candidates, importance {settings.importance}) of {settings.model} at "
+            f"{imgsz}px; objectives {settings.objectives}"
+            + (f"; constraints {', '.join(settings.constraints)}" if settings.constraints else "")
+            + f"; store {settings.storage_url()}")
+    say(head)
+    log(head)
+    options = {"population": settings.population, "offspring": settings.offspring,
+               "crossover_prob": settings.crossover_prob, "mutation_rate": settings.mutation_rate}
+    result = search(space, evaluators, settings.objective_list, settings.constraint_list, imgsz=imgsz,
+                    driver=settings.driver, driver_options=options, storage=settings.storage_url(),
+                    run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
+                    seed=settings.seed, progress=progress, log=log,
+                    study_attrs={"settings": settings.to_dict(), "imgsz": imgsz})
+    return result

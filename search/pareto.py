@@ -1,0 +1,97 @@
+"""The product of a search: the non-dominated set, its hypervolume and its knee.
+
+Non-dominance and hypervolume come from moocore (a maintained C library with Python bindings);
+only feasible trials take part. This module is backend-free data: the plots and the CLI read it
+and never recompute the front.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import moocore
+import numpy as np
+
+from search.objectives import Objective
+from search.store import TrialRecord
+from spaces.errors import ArchpruneError
+
+
+@dataclass
+class ParetoFront:
+    objectives: list[Objective]
+    front: list[TrialRecord]  # sorted by the first objective, best first
+    feasible: list[TrialRecord]
+    n_trials: int
+    reference_point: list[float] | None
+    hypervolume: float | None
+    knee: TrialRecord | None
+
+
+def _minimised(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> np.ndarray:
+    """Objective values with maximised ones negated, so everything is minimised."""
+    sign = np.array([1.0 if o.direction == "min" else -1.0 for o in objectives])
+    return np.array([r.values for r in records], dtype=float).reshape(len(records), len(objectives)) * sign
+
+
+def non_dominated(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
+    """The feasible records no other feasible record dominates (exact duplicates all kept)."""
+    feasible = [r for r in records if r.feasible]
+    if not feasible:
+        return []
+    keep = moocore.is_nondominated(_minimised(feasible, objectives), keep_weakly=True)
+    first = 0 if objectives[0].direction == "min" else 1
+    front = [r for r, k in zip(feasible, keep) if k]
+    return sorted(front, key=lambda r: (r.values[0] * (1 if first == 0 else -1), r.number))
+
+
+def default_reference(feasible: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[float]:
+    """The worst feasible value of each objective, widened by 10% of that objective's range
+    (or of its magnitude when every candidate has the same value)."""
+    values = np.array([r.values for r in feasible], dtype=float)
+    ref = []
+    for i, o in enumerate(objectives):
+        column = values[:, i]
+        worst = column.max() if o.direction == "min" else column.min()
+        span = column.max() - column.min() or abs(worst) or 1.0
+        ref.append(float(worst + 0.1 * span if o.direction == "min" else worst - 0.1 * span))
+    return ref
+
+
+def hypervolume(front: Sequence[TrialRecord], objectives: Sequence[Objective], reference: Sequence[float]) -> float:
+    """Volume dominated by the front up to ``reference`` (in the objectives' own units)."""
+    if not front:
+        return 0.0
+    sign = np.array([1.0 if o.direction == "min" else -1.0 for o in objectives])
+    points = _minimised(front, objectives)
+    ref = np.asarray(reference, dtype=float) * sign
+    inside = np.all(points < ref, axis=1)  # points beyond the reference add nothing
+    if not inside.any():
+        return 0.0
+    return float(moocore.hypervolume(points[inside], ref=ref))
+
+
+def knee_point(front: Sequence[TrialRecord], objectives: Sequence[Objective]) -> TrialRecord | None:
+    """The front point nearest the ideal point after scaling each objective to [0, 1] over the front."""
+    if not front:
+        return None
+    points = _minimised(front, objectives)
+    low, high = points.min(axis=0), points.max(axis=0)
+    scaled = (points - low) / np.where(high > low, high - low, 1.0)
+    return front[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+
+
+def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective],
+                 reference: Sequence[float] | None = None) -> ParetoFront:
+    feasible = [r for r in records if r.feasible]
+    front = non_dominated(feasible, objectives)
+    if reference is not None and len(reference) != len(objectives):
+        raise ArchpruneError(f"--hv-ref has {len(reference)} values; the run has {len(objectives)} objectives "
+                             f"({','.join(o.name for o in objectives)})")
+    ref = list(reference) if reference is not None else (default_reference(feasible, objectives) if feasible else None)
+    volume = hypervolume(front, objectives, ref) if ref is not None else None
+    if volume is not None and not math.isfinite(volume):
+        volume = None
+    return ParetoFront(objectives=list(objectives), front=front, feasible=feasible, n_trials=len(records),
+                       reference_point=ref, hypervolume=volume, knee=knee_point(front, objectives))

@@ -1,0 +1,72 @@
+"""``archprune pareto``: the front as a table, JSON and CSV, plus the plots (written from the same data)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from search.objectives import METRICS
+from search.pareto import ParetoFront
+
+
+def _num(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def front_json(pf: ParetoFront) -> dict[str, Any]:
+    """The ``--json`` object: objectives, front, hypervolume, reference point, trial count (plus the knee)."""
+    return {
+        "objectives": [{"name": o.name, "direction": o.direction} for o in pf.objectives],
+        "front": [{"trial": r.number, **{o.name: _num(v) for o, v in zip(pf.objectives, r.values)},
+                   "params_m": _num(r.metrics.get("params_m")), "flops_g": _num(r.metrics.get("flops_g")),
+                   "source": r.source} for r in pf.front],
+        "hypervolume": pf.hypervolume,
+        "reference_point": pf.reference_point,
+        "n_trials": pf.n_trials,
+        "n_feasible": len(pf.feasible),
+        "knee": pf.knee.number if pf.knee else None,
+    }
+
+
+def _columns(pf: ParetoFront) -> list[str]:
+    names = [o.name for o in pf.objectives]
+    return names + [m for m in ("params_m", "flops_g") if m not in names]
+
+
+def front_rows(pf: ParetoFront) -> list[dict[str, Any]]:
+    rows = []
+    for r in pf.front:
+        row: dict[str, Any] = {"trial": r.number}
+        row.update({c: r.metrics.get(c) for c in _columns(pf)})
+        row.update({"source": r.source, "knee": pf.knee is not None and r.number == pf.knee.number})
+        rows.append(row)
+    return rows
+
+
+def front_table(pf: ParetoFront) -> str:
+    columns = ["trial"] + _columns(pf) + ["source"]
+    lines = ["  ".join(f"{c:>12}" for c in columns)]
+    for row in front_rows(pf):
+        cells = [f"{row['trial']:>12}"]
+        cells += [f"{row[c]:>12.4f}" if isinstance(row[c], (int, float)) else f"{'-':>12}" for c in _columns(pf)]
+        cells.append(f"{row['source'] + (' (knee)' if row['knee'] else ''):>12}")
+        lines.append("  ".join(cells))
+    hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
+    ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
+    lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
+                 f"(reference {ref}); units: " + ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS))
+    return "\n".join(lines)
+
+
+def write_front_files(pf: ParetoFront, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "pareto.json", "csv": folder / "pareto.csv"}
+    paths["json"].write_text(json.dumps(front_json(pf), indent=2))
+    rows = front_rows(pf)
+    with paths["csv"].open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return paths

@@ -1,0 +1,53 @@
+"""Finding a run again: by name under ``results/``, by folder, or by ``--storage URL --run NAME``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from search.objectives import parse_objectives
+from search.settings import RunSettings, read_run_yaml
+from search.store import Store, open_storage
+from spaces.errors import ArchpruneError
+
+
+@dataclass
+class RunHandle:
+    name: str
+    settings: RunSettings
+    store: Store
+    folder: Path  # where pareto / export write (the run folder, or results/<run> for a remote store)
+    imgsz: int | None
+
+
+def open_run(ref: str, storage: str | None = None, results: str = "results") -> RunHandle:
+    if storage:
+        return _from_storage(ref, storage, results)
+    folder = Path(ref)
+    if not (folder / "run.yaml").is_file():
+        folder = Path(results) / ref
+    if not (folder / "run.yaml").is_file():
+        known = sorted(p.parent.name for p in Path(results).glob("*/run.yaml"))
+        listing = f"runs there: {', '.join(known)}" if known else "there are none yet"
+        raise ArchpruneError(f"no run {ref!r}: neither a run folder nor a run under {results}/ ({listing})")
+    settings = read_run_yaml(folder / "run.yaml")
+    url = settings.storage or f"sqlite:///{(folder / 'study.db').as_posix()}"
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise ArchpruneError(f"run {ref!r} has no store yet ({url}): did its search start?")
+    name = settings.run_name()
+    store = Store(url, name, parse_objectives(settings.objectives), genes=None)
+    return RunHandle(name, settings, store, folder, store.study.user_attrs.get("imgsz", settings.imgsz))
+
+
+def _from_storage(run: str, url: str, results: str) -> RunHandle:
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+    if run not in names:
+        raise ArchpruneError(f"storage {url!r} has no run {run!r} (it has: {', '.join(names) or 'none'})")
+    study = optuna.load_study(study_name=run, storage=url)
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        raise ArchpruneError(f"run {run!r} in {url!r} was not written by archprune search (no settings stored)")
+    settings = RunSettings.from_dict(stored, source=f"{url} {run}")
+    store = Store(url, run, parse_objectives(settings.objectives), genes=None)
+    return RunHandle(run, settings, store, Path(results) / run, study.user_attrs.get("imgsz", settings.imgsz))

@@ -1,0 +1,189 @@
+"""What a run is: its settings, ``run.yaml``, and which changes resume it and which are refused.
+
+A run lives in ``results/<run>/``. Re-running with the same settings resumes it; changing only
+``trials`` or ``time_budget`` extends it; changing anything else (model, data, space, objectives,
+driver, seed, ...) is refused with one line listing what differs, because the stored trials would
+no longer mean the same thing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.objectives import Constraint, Objective, parse_constraints, parse_objectives
+from spaces.errors import ArchpruneError
+
+DRIVERS = ("nsga2", "random")
+PROXIES = ("adaptive-bn", "finetune")
+EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
+# where the run is kept, not what it means: never part of the comparison
+LOCATION = {"run", "storage", "results"}
+
+
+@dataclass
+class RunSettings:
+    model: str = ""
+    data: str | None = None
+    imgsz: int | None = None
+    objectives: str = "latency_ms:min,map50_95:max"
+    constraints: list[str] = field(default_factory=list)
+    driver: str = "nsga2"
+    trials: int | None = 100
+    time_budget: str | None = None
+    run: str | None = None
+    seed: int = 0
+    # space
+    importance: str = "l1"
+    round_to: int = 8
+    keep_layers: list[str] = field(default_factory=list)
+    # NSGA-II
+    population: int = 16
+    offspring: int = 16
+    crossover_prob: float = 0.9
+    mutation_rate: float | None = None  # per gene; default 1 / number of genes
+    # latency
+    latency: str = "ort"
+    threads: int | None = None
+    latency_runs: int = 30
+    latency_warmup: int = 5
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    # proxy accuracy
+    proxy: str = "adaptive-bn"
+    calib_batches: int = 8
+    val_images: int = 200
+    finetune_steps: int = 200
+    # where
+    storage: str | None = None
+    results: str = "results"
+
+    # -- parsed views ----------------------------------------------------------------------
+    @property
+    def objective_list(self) -> list[Objective]:
+        return parse_objectives(self.objectives)
+
+    @property
+    def constraint_list(self) -> list[Constraint]:
+        return parse_constraints(self.constraints)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return parse_duration(self.time_budget) if self.time_budget else None
+
+    def check(self) -> "RunSettings":
+        """Everything that can be checked without loading a model, each with a one-line error."""
+        if not self.model:
+            raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
+        if self.driver not in DRIVERS:
+            raise ArchpruneError(f"unknown driver {self.driver!r}; choose one of {', '.join(DRIVERS)}")
+        if self.proxy not in PROXIES:
+            raise ArchpruneError(f"unknown proxy {self.proxy!r}; choose one of {', '.join(PROXIES)}")
+        if self.latency not in ("ort", "torch"):
+            raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort' or 'torch'")
+        self.objective_list, self.constraint_list, self.time_budget_s  # parse: raises on typos
+        for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images"):
+            if int(getattr(self, name)) < 1:
+                raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.trials is not None and self.trials < 1:
+            raise ArchpruneError(f"--trials must be at least 1, got {self.trials}")
+        if self.trials is None and self.time_budget is None:
+            raise ArchpruneError("give --trials N or --time-budget (for example 8h): a search needs a stopping rule")
+        if self.run is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.run):
+            raise ArchpruneError(f"run name {self.run!r}: use letters, digits, '.', '_' and '-' only")
+        return self
+
+    # -- names and places ------------------------------------------------------------------
+    def run_name(self) -> str:
+        """``--run``, else derived from the space and the model, so the same command resumes."""
+        if self.run:
+            return self.run
+        stem = Path(self.model).stem if Path(self.model).suffix else self.model
+        return "channels-" + re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-")
+
+    def run_dir(self) -> Path:
+        return Path(self.results) / self.run_name()
+
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{(self.run_dir() / 'study.db').as_posix()}"
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "settings") -> "RunSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ArchpruneError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys are "
+                                 f"{', '.join(sorted(known))}")
+        values = dict(values)
+        for key in ("constraints", "keep_layers", "providers"):
+            if isinstance(values.get(key), str):
+                values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
+        if isinstance(values.get("objectives"), list):
+            values["objectives"] = ",".join(values["objectives"])
+        return cls(**values)
+
+    def differences(self, stored: "RunSettings") -> list[str]:
+        """Settings that differ from the stored run, except the ones that only extend it."""
+        mine, theirs = self.to_dict(), stored.to_dict()
+        return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine
+                if k not in EXTENDABLE | LOCATION and mine[k] != theirs[k]]
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A ``--config run.yaml``: the same keys as the command-line flags (dashes or underscores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchpruneError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ArchpruneError(f"config file {path} is not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ArchpruneError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def write_run_yaml(settings: RunSettings, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(settings.to_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
+def read_run_yaml(path: Path) -> RunSettings:
+    return RunSettings.from_dict(load_yaml_config(path), source=str(path))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``8h``, ``90m``, ``1h30m``, ``45s`` or plain seconds -> seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        cleaned = str(text).strip().lower()
+        try:
+            seconds = float(cleaned)
+        except ValueError:
+            parts = _DURATION.findall(cleaned)
+            if not parts or _DURATION.sub("", cleaned).strip():
+                raise ArchpruneError(f"time budget {text!r}: use for example 8h, 90m, 1h30m or 3600") from None
+            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+            seconds = sum(float(n) * unit[u] for n, u in parts)
+    if seconds <= 0:
+        raise ArchpruneError(f"time budget {text!r} must be positive")
+    return seconds

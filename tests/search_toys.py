@@ -1,0 +1,63 @@
+"""A tiny space and evaluators for testing the search machinery fast and deterministically."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from evaluators._base import Candidate, Evaluator
+from spaces._base import Gene, Genome, SearchSpace
+
+
+class ToySpace(SearchSpace):
+    """Five genes of four choices; ``build`` returns a 1-channel conv (the evaluators read the genome)."""
+
+    def __init__(self, n_genes: int = 5, n_choices: int = 4) -> None:
+        self.genes = [Gene(f"g{i}", tuple(range(n_choices))) for i in range(n_genes)]
+
+    def build(self, genome: Genome) -> nn.Module:
+        self.validate(genome)
+        return nn.Conv2d(1, 1, 1)
+
+    def to_config(self, genome: Genome) -> dict[str, Any]:
+        return {"groups": {g.name: c for g, c in zip(self.genes, genome)}}
+
+    def from_config(self, config: dict[str, Any]) -> Genome:
+        return tuple(config["groups"][g.name] for g in self.genes)
+
+    def baselines(self) -> list[tuple[str, Genome]]:
+        top = len(self.genes[0].choices) - 1
+        return [("unpruned", tuple(top for _ in self.genes)), ("uniform-0.5", tuple(top // 2 for _ in self.genes))]
+
+
+class SizeEvaluator(Evaluator):
+    """Cheap: ``size`` = sum of choices (min). Deterministic."""
+
+    directions = {"size": "min"}
+    cost = 0
+    name = "size"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        self.calls += 1
+        return {"size": float(sum(candidate.genome))}
+
+
+class QualityEvaluator(Evaluator):
+    """Expensive: ``quality`` rises with the choices but with diminishing returns (max); it raises
+    for genomes listed in ``fail_on``."""
+
+    directions = {"quality": "max"}
+    cost = 10
+    name = "proxy"
+
+    def __init__(self, fail_on: tuple[tuple[int, ...], ...] = ()) -> None:
+        self.calls, self.fail_on = 0, set(fail_on)
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        self.calls += 1
+        if tuple(candidate.genome) in self.fail_on:
+            raise RuntimeError("boom: this candidate cannot be evaluated")
+        return {"quality": float(sum((c + 1) ** 0.5 * (i + 1) for i, c in enumerate(candidate.genome)))}

@@ -1,0 +1,128 @@
+"""The search loop: trials, dedupe, budgets cheapest-first, failures, resume; drivers; the front."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from search.drivers import NSGA2Driver, Proposal
+from search.drivers._base import Driver
+from search.objectives import Constraint, Objective
+from search.pareto import pareto_front
+from search.runner import search
+from search.store import TrialRecord
+from tests.search_toys import QualityEvaluator, SizeEvaluator, ToySpace
+
+OBJECTIVES = [Objective("size", "min"), Objective("quality", "max")]
+
+
+def run(storage: str = "memory", trials: int = 30, driver: str = "nsga2", constraints=(), fail_on=(), seed=0,
+        name: str = "toy"):
+    size, quality = SizeEvaluator(), QualityEvaluator(fail_on)
+    result = search(ToySpace(), [quality, size], OBJECTIVES, constraints, imgsz=32, driver=driver, storage=storage,
+                    run=name, trials=trials, seed=seed, progress=False,
+                    driver_options={"population": 8, "offspring": 6})
+    return result, size, quality
+
+
+@pytest.mark.parametrize("driver", ["nsga2", "random"])
+def test_each_driver_counts_distinct_trials_and_starts_from_the_baselines(driver: str) -> None:
+    result, size, quality = run(trials=25, driver=driver)
+    records = result.store.records()
+    assert len(records) == 25 == size.calls  # every trial evaluated exactly once
+    assert len({r.genome for r in records}) == 25  # a re-proposed candidate is answered from the store
+    assert [r.source for r in records[:2]] == ["unpruned", "uniform-0.5"]  # baselines first, counted as trials
+    trials = result.store.study.get_trials()
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert trials[0].params == {f"g{i}": 3 for i in range(5)} and "metrics" in trials[0].user_attrs
+
+
+def test_nsga2_beats_random_on_the_toy_front() -> None:
+    def hv(driver: str) -> float:  # mean over seeds: one seed can be lucky
+        return sum(pareto_front(run(trials=60, driver=driver, seed=s)[0].store.records(), OBJECTIVES,
+                                reference=[16.0, 0.0]).hypervolume for s in range(3)) / 3
+
+    assert hv("nsga2") > hv("random")
+
+
+def test_a_broken_budget_stops_before_the_expensive_evaluator() -> None:
+    result, size, quality = run(trials=30, constraints=[Constraint("size", "<=", 6)])
+    records = result.store.records()
+    infeasible = [r for r in records if not r.feasible]
+    assert infeasible and quality.calls == len(records) - len(infeasible)  # never reached the proxy
+    for r in infeasible:
+        assert r.constraints["size<=6"] > 0 and r.values[1] == -math.inf  # unreached objective: worst
+        assert r.values[0] == r.metrics["size"]
+    trial = result.store.study.trials[infeasible[0].number]
+    assert trial.constraints == {"size<=6": infeasible[0].constraints["size<=6"]}
+    assert all(r.metrics["size"] <= 6 for r in pareto_front(records, OBJECTIVES).front)
+
+
+def test_a_failing_candidate_is_recorded_as_failed_and_the_search_goes_on() -> None:
+    doomed = (2, 0, 2, 0, 2)
+
+    class Proposer(Driver):  # proposes the doomed genome first, then the baselines, twice
+        def ask(self):
+            return [Proposal(doomed, "test"), *[Proposal(g, n) for n, g in self.space.baselines()]]
+
+        def tell(self, proposals, records):
+            pass
+
+    size, quality = SizeEvaluator(), QualityEvaluator(fail_on=(doomed,))
+    space = ToySpace()
+    result = search(space, [size, quality], OBJECTIVES, imgsz=32, driver=Proposer(space, OBJECTIVES), trials=3,
+                    progress=False)
+    failed = [t for t in result.store.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and "boom" in failed[0].user_attrs["error"]
+    assert len(result.store) == 3 and quality.calls == 3
+
+
+def test_resuming_replays_the_same_search(tmp_path) -> None:
+    whole = run(storage=f"sqlite:///{tmp_path / 'a.db'}", trials=40)[0].store.records()
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    first = run(storage=url, trials=17)[0]
+    assert len(first.store) == 17
+    second, size, _ = run(storage=url, trials=40)
+    assert size.calls == 23  # the 17 finished trials were answered from the store
+    assert [r.genome for r in second.store.records()] == [r.genome for r in whole]
+
+
+def test_store_refuses_other_objectives_for_the_same_run(tmp_path) -> None:
+    from search.store import Store
+    from spaces.errors import ArchpruneError
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store(url, "r", OBJECTIVES, ToySpace().genes)
+    with pytest.raises(ArchpruneError, match="holds run 'r' with objectives size:min,quality:max"):
+        Store(url, "r", [Objective("size", "min")], ToySpace().genes)
+
+
+def _rec(n: int, values: tuple[float, ...], feasible: bool = True) -> TrialRecord:
+    return TrialRecord(number=n, genome=(n,), failed=False, values=values,
+                       constraints={} if feasible else {"c": 1.0})
+
+
+def test_front_hypervolume_reference_and_knee() -> None:
+    objectives = [Objective("latency_ms", "min"), Objective("map50_95", "max")]
+    records = [_rec(0, (1.0, 0.2)), _rec(1, (2.0, 0.5)), _rec(2, (3.0, 0.6)), _rec(3, (2.5, 0.4)),
+               _rec(4, (0.5, 0.9), feasible=False)]
+    pf = pareto_front(records, objectives)
+    assert [r.number for r in pf.front] == [0, 1, 2]  # 3 is dominated by 1; 4 is infeasible
+    # worst feasible (3.0, 0.2) widened by 10% of each range (2.0, 0.4)
+    assert pf.reference_point == pytest.approx([3.2, 0.16])
+    # strips against (3.2, 0.16): [1,2]x[0.16,0.2] + [2,3]x[0.16,0.5] + [3,3.2]x[0.16,0.6]
+    assert pf.hypervolume == pytest.approx(1 * 0.04 + 1 * 0.34 + 0.2 * 0.44)
+    assert pf.knee.number == 1  # scaled: (0,1), (0.5,0.25), (1,0) -> (0.5, 0.25) is nearest the ideal
+    assert pareto_front(records, objectives, reference=[4.0, 0.0]).hypervolume == pytest.approx(
+        1 * 0.2 + 1 * 0.5 + 1 * 0.6)
+
+
+def test_nsga2_selection_prefers_feasible_then_least_violation() -> None:
+    from search.drivers.nsga2 import Member, select_survivors
+
+    pool = [Member((0,), _rec(0, (1.0, 0.1))), Member((1,), _rec(1, (0.1, 0.9), feasible=False)),
+            Member((2,), TrialRecord(2, (2,), False, (0.2, 0.8), constraints={"c": 0.1}))]
+    chosen = select_survivors(pool, 2, [Objective("latency_ms", "min"), Objective("map50_95", "max")])
+    assert [m.genome for m in chosen] == [(0,), (2,)]  # the feasible one, then the smaller violation
+    assert isinstance(NSGA2Driver(ToySpace(), OBJECTIVES).initial(4)[0], Proposal)
