@@ -29,4 +29,4 @@ test: install-dev
 
 clean:
 	rm -rf $(VENV)
-	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name README-pareto.png -exec rm -rf {} +

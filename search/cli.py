@@ -83,11 +83,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from search.demo import run_demo
+    from search.demo import DEMO_TRIALS, run_demo
 
-    summary = run_demo(out=Path(args.out), as_json=args.json)
-    if args.json:
-        print(json.dumps(summary))
+    args.trials = args.trials or DEMO_TRIALS
+    run_demo(out=Path(args.out), trials=args.trials, progress=sys.stderr.isatty())
     return 0
 
 
@@ -151,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")
-    demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.add_argument("--trials", type=_positive_int, default=None, help="candidates to evaluate (default 128)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

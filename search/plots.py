@@ -82,7 +82,7 @@ def plot_png(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    handles, labels = {}, []
+    handles: dict = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

@@ -73,16 +73,15 @@ def test_bad_input_is_one_line_on_stderr(capsys: pytest.CaptureFixture[str], tmp
 
 
 @pytest.mark.slow
-def test_demo_prints_real_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
+def test_demo_searches_and_writes_the_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--trials", "10")
     assert code == 0
-    for step in ("[1/4] data", "[2/4] model", "[3/4] eval", "[4/4] latency"):
+    for step in ("[1/3] data", "[2/3] search", "[3/3] front", "hypervolume"):
         assert step in out
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["images"] == 500 and summary["imgsz"] == 160
-    assert summary["map50_95"] >= 0.50  # the shipped model is trained: real numbers, not noise
-    assert 0 < summary["latency_ms"] <= summary["latency_p90_ms"]
-    assert summary["params_m"] == pytest.approx(3.01, abs=0.01) and 0.4 < summary["flops_g"] < 0.6
-    assert Path(summary["onnx"]).exists()
-    for key in ("host", "cpu", "onnxruntime", "provider", "threads"):
-        assert summary[key] != ""
+    report = json.loads((tmp_path / "demo" / "pareto.json").read_text())
+    assert report["n_trials"] == 10 and report["front"]
+    assert [o["name"] for o in report["objectives"]] == ["latency_ms", "flops_g", "map50_95"]
+    assert (tmp_path / "demo" / "pareto.png").stat().st_size > 10_000
+    unpruned = next(f for f in report["front"] if f["source"] == "unpruned")  # best mAP: always on the front
+    assert unpruned["map50_95"] >= 0.5 and unpruned["flops_g"] == pytest.approx(0.513, abs=0.001)
+    assert 0 < unpruned["latency_ms"] < 100

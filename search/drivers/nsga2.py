@@ -6,7 +6,6 @@ rank by their total violation. Failed candidates never become parents.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -108,7 +107,3 @@ class NSGA2Driver(Driver):
             usable = [Member(r.genome, r) for r in records]
         self.population = select_survivors(usable, self.mu, self.objectives)
 
-
-def n_generations_for(trials: int, population: int, offspring: int) -> int:
-    """How many generations a trial budget buys (for the log)."""
-    return max(0, math.ceil((trials - population) / max(offspring, 1)))

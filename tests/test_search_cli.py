@@ -1,0 +1,172 @@
+"""``archprune search / pareto / export / apply`` end to end on a real YOLOv8n (FLOPs objectives: fast)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.cli import main
+
+FAST = ["--model", "yolov8n", "--imgsz", "64", "--objectives", "flops_g:min,params_m:min", "--importance", "random",
+        "--population", "6", "--offspring", "6"]
+
+
+def archprune(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished_trials(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db) as con:
+            rows = con.execute("SELECT t.number, t.state, group_concat(p.param_value, ',') FROM trials t "
+                               "LEFT JOIN trial_params p ON p.trial_id = t.trial_id GROUP BY t.trial_id "
+                               "ORDER BY t.number").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+    return [r for r in rows if r[1] in ("COMPLETE", "FAIL")]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_finishes_without_evaluating_anything_twice(tmp_path: Path) -> None:
+    args = ["search", *FAST, "--trials", "30", "--run", "k", "--no-progress"]
+    proc = archprune(*args, cwd=tmp_path)
+    db = tmp_path / "results" / "k" / "study.db"
+    deadline = time.monotonic() + 120
+    while len(finished_trials(db)) < 8 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(finished_trials(db))
+    assert 8 <= killed_at < 30, "the search was not killed mid-run"
+
+    again = archprune(*args, cwd=tmp_path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    rows = finished_trials(db)
+    assert [r[0] for r in rows] == list(range(30))  # every trial kept, none lost, 30 in all
+    genomes = [r[2] for r in rows]
+    assert len(set(genomes)) == 30  # no finished candidate evaluated twice
+    log = (tmp_path / "results" / "k" / "search.log").read_text()
+    assert f"resuming run 'k': {killed_at} trials already in the store" in log
+    # the resumed run is the run an uninterrupted search makes
+    whole = archprune(*args[:-3], "--run", "whole", "--no-progress", cwd=tmp_path)
+    whole.communicate(timeout=300)
+    assert [r[2] for r in finished_trials(tmp_path / "results" / "whole" / "study.db")] == genomes
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["search", *FAST, "--trials", "14", "--run", "r", "--no-progress"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root / "results" / "r"
+
+
+def test_pareto_json_and_files(finished_run: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(["pareto", str(finished_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"objectives", "front", "hypervolume", "reference_point", "n_trials"}
+    assert report["objectives"] == [{"name": "flops_g", "direction": "min"}, {"name": "params_m", "direction": "min"}]
+    assert report["n_trials"] == 14 and report["front"] and report["hypervolume"] > 0
+    assert set(report["front"][0]) >= {"trial", "flops_g", "params_m"}
+    for name in ("pareto.csv", "pareto.json", "pareto.png", "pareto.html"):
+        assert (finished_run / name).stat().st_size > 0
+    assert main(["pareto", str(finished_run), "--json", "--hv-ref", "100,100", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["reference_point"] == [100.0, 100.0]
+
+
+def test_export_then_apply_rebuilds_the_same_model_bit_for_bit(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    assert main(["export", str(finished_run), "--trial", "9", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["trial"] == 9 and config["importance"] == "random" and config["kept_indices"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latency_ms"] > 0 and summary["params_m"] < 3.2
+    assert (out / "model.onnx").stat().st_size > 0
+    assert main(["apply", str(out / "config.json"), "--weights", "yolov8n", "--out", str(tmp_path / "again.pt")]) == 0
+    exported = torch.load(out / "pruned.pt", weights_only=True)["state_dict"]
+    rebuilt = torch.load(tmp_path / "again.pt", weights_only=True)["state_dict"]
+    assert exported.keys() == rebuilt.keys()
+    assert all(torch.equal(exported[k], rebuilt[k]) for k in exported)
+    assert sum(v.numel() for k, v in rebuilt.items() if k.endswith("weight")) < 3_100_000  # really pruned
+
+
+def test_apply_refuses_other_base_weights(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "export"
+    assert main(["export", str(finished_run), "--trial", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(out / "config.json"), "--weights", "yolov8s", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "is not the base model" in capsys.readouterr().err
+
+
+def test_rerun_with_other_settings_is_refused_and_more_trials_extend(finished_run: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    results = str(finished_run.parent)
+    capsys.readouterr()
+    assert main(["search", *FAST, "--trials", "14", "--run", "r", "--results", results, "--seed", "3",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed: 0 -> 3" in err
+    assert main(["search", *FAST, "--trials", "15", "--run", "r", "--results", results, "--no-progress"]) == 0
+    assert "1 new trials, 15 in the run" in capsys.readouterr().out
+
+
+BAD_INPUTS = {
+    "missing model file": (["--model", "missing/model.pt"], "model not found: missing/model.pt"),
+    "unknown driver": (["--driver", "nsga3"], "unknown driver 'nsga3'"),
+    "objective typo": (["--objectives", "latncy_ms:min"], "did you mean 'latency_ms'"),
+    "missing dataset": (["--data", "missing/data.yaml", "--objectives", "map50_95:max"], "missing/data.yaml"),
+    "impossible constraint": (["--constraint", "flops_g<=0.00001"], "can never be met"),
+    "out-of-range constraint": (["--constraint", "map50_95>=1.5"], "can never be met"),
+    "malformed constraint": (["--constraint", "latency_ms<20"], "is not 'name<=value'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    extra, message = BAD_INPUTS[case]
+    argv = ["search", *FAST, "--trials", "2", "--results", str(tmp_path), "--no-progress"]
+    for flag, value in zip(extra[::2], extra[1::2]):  # later flags win
+        argv += [flag, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("archprune: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_malformed_yaml_config_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model: yolov8n\nobjectives: [flops_g:min\n")
+    assert main(["search", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid YAML" in err and "run.yaml" in err
+    config.write_text("model: yolov8n\nobjectivs: flops_g:min\n")
+    assert main(["search", "--config", str(config)]) == 2
+    assert "unknown key(s) objectivs" in capsys.readouterr().err
+
+
+def test_config_file_and_flags_merge(tmp_path: Path) -> None:
+    from search.cli import build_parser
+    from search.cli_search import settings_from_args
+
+    config = tmp_path / "run.yaml"
+    config.write_text("model: yolov8n\ntrials: 50\nkeep-layers: model.9,model.8\nconstraints: [flops_g<=2]\n")
+    settings = settings_from_args(build_parser().parse_args(["search", "--config", str(config), "--trials", "7"]))
+    assert settings.trials == 7 and settings.keep_layers == ["model.9", "model.8"]
+    assert settings.constraints == ["flops_g<=2"] and settings.driver == "nsga2"
