@@ -10,6 +10,8 @@ On the embedded base model (yolov8n-digits, 160 px):
    short fine-tune (E epochs, head distillation from the base, same seed).
 
     python bench/search_vs_uniform.py --trials 300 --epochs 3 --out results/bench-search-vs-uniform
+    python bench/search_vs_uniform.py --trials 64 --proxy finetune --finetune-steps 100 --epochs 5 \
+        --out results/bench-search-vs-uniform-ft
 """
 from __future__ import annotations
 
@@ -44,14 +46,24 @@ def latency(model: nn.Module, imgsz: int, path: Path) -> float:
 
 def baseline_at(base: nn.Module, imgsz: int, budget_ms: float, importance: str, global_pruning: bool,
                 work: Path) -> tuple[nn.Module, float, float]:
-    """The least-pruned copy whose measured latency is <= budget (ratios in steps of 0.05)."""
-    for step in range(1, 19):
-        ratio = 0.05 * step
+    """The least-pruned copy whose measured latency is <= budget: ratios in steps of 0.05, then
+    0.01 steps up from the last ratio that missed (so the baseline lands as close to the budget as
+    its ratio allows, rather than far below it)."""
+    def at(ratio: float) -> tuple[nn.Module, float]:
         model = prune_with_ratio(base, imgsz, ratio, importance, global_pruning=global_pruning, round_to=8)
         ms = latency(model, imgsz, work / f"{importance}-{ratio:.2f}.onnx")
         print(f"  {importance}{' global' if global_pruning else ''} ratio {ratio:.2f}: {ms:.3f} ms", flush=True)
+        return model, ms
+
+    for step in range(1, 19):
+        coarse = round(0.05 * step, 2)
+        model, ms = at(coarse)
         if ms <= budget_ms:
-            return model, ratio, ms
+            for fine in (round(coarse - 0.05 + 0.01 * k, 2) for k in range(1, 5)):
+                finer, fine_ms = at(fine)
+                if fine_ms <= budget_ms:
+                    return finer, fine, fine_ms
+            return model, coarse, ms
     raise SystemExit(f"{importance} never reached {budget_ms:.3f} ms")
 
 
@@ -71,6 +83,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--latency-fraction", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--proxy", default="adaptive-bn", help="the search's proxy: adaptive-bn or finetune")
+    parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/bench-search-vs-uniform")
     args = parser.parse_args()
@@ -86,7 +100,8 @@ def main() -> None:
 
     settings = RunSettings(model=args.base, data=args.data, objectives="latency_ms:min,map50_95:max",
                            constraints=[f"latency_ms<={budget:.4f}"], trials=args.trials, run="search",
-                           results=str(out), seed=args.seed, latency_runs=30)
+                           results=str(out), seed=args.seed, latency_runs=30, proxy=args.proxy,
+                           finetune_steps=args.finetune_steps)
     result = run_search(settings, progress=False)
     feasible = [r for r in result.store.records() if r.feasible]
     best = max(feasible, key=lambda r: r.metrics["map50_95"])
@@ -115,7 +130,7 @@ def main() -> None:
 
     base_map = evaluate_detector(base, data, imgsz=args.imgsz)["map50_95"]
     report = {"base": {"latency_ms": round(base_ms, 3), "map50_95": round(base_map, 4)}, "budget_ms": round(budget, 3),
-              "trials": len(result.store), "epochs": args.epochs, "rows": rows,
+              "trials": len(result.store), "search_proxy": args.proxy, "epochs": args.epochs, "rows": rows,
               "wall_s": round(time.perf_counter() - t0)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -12,6 +12,14 @@ from evaluators.data import DataConfig, DetectionDataset, collate_detections, lo
 from evaluators.detection_eval import evaluate_detector
 
 
+def calibration_images(data: DataConfig, imgsz: int, batches: int = 8, batch_size: int = 16) -> list[torch.Tensor]:
+    """The first ``batches * batch_size`` training images, letterboxed, as fixed batches."""
+    files = data.images("train")[: batches * batch_size]
+    loader = torch.utils.data.DataLoader(DetectionDataset(files, imgsz, nc=data.nc), batch_size=batch_size,
+                                         shuffle=False, collate_fn=collate_detections)
+    return [batch["img"] for batch in loader]
+
+
 class AdaptiveBNMapEvaluator(Evaluator):
     """mAP50-95 / mAP50 after BN recalibration on ``calib_batches`` training batches.
 
@@ -27,10 +35,7 @@ class AdaptiveBNMapEvaluator(Evaluator):
                  val_images: int = 200, recalibrate: bool = True) -> None:
         self.data = data if isinstance(data, DataConfig) else load_data_config(data)
         self.imgsz, self.val_images, self.recalibrate = imgsz, val_images, recalibrate
-        train_files = self.data.images("train")[: calib_batches * batch_size]
-        loader = torch.utils.data.DataLoader(DetectionDataset(train_files, imgsz, nc=self.data.nc),
-                                             batch_size=batch_size, shuffle=False, collate_fn=collate_detections)
-        self._calibration = [batch["img"] for batch in loader]  # decoded once, reused for every candidate
+        self._calibration = calibration_images(self.data, imgsz, calib_batches, batch_size)  # decoded once
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
         model = candidate.model

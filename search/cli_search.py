@@ -49,8 +49,7 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_search)
 
     pa = sub.add_parser("pareto", help="print a run's front; write pareto.csv/json/png/html")
-    pa.add_argument("run", help="run name under results/, or a run folder")
-    pa.add_argument("--storage", default=None, help="read the run from this Optuna storage URL instead")
+    _add_run_args(pa)
     pa.add_argument("--json", action="store_true", help="print one JSON object")
     pa.add_argument("--hv-ref", default=None, help="hypervolume reference point, one value per objective (comma-separated)")
     pa.add_argument("--out", default=None, help="where to write the files (default: the run folder)")
@@ -58,10 +57,9 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     pa.set_defaults(func=_cmd_pareto)
 
     ex = sub.add_parser("export", help="write a trial's config.json, pruned checkpoint, ONNX and summary")
-    ex.add_argument("run", help="run name under results/, or a run folder")
+    _add_run_args(ex)
     ex.add_argument("--trial", type=int, required=True, help="trial number (see `archprune pareto RUN`)")
     ex.add_argument("--out", default=None, help="folder (default results/<run>/exports/trial-N)")
-    ex.add_argument("--storage", default=None, help="read the run from this Optuna storage URL instead")
     ex.add_argument("--recalibrate-bn", action="store_true", help="also write pruned-bn.pt with recalibrated BatchNorm")
     ex.set_defaults(func=_cmd_export)
 
@@ -71,6 +69,19 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--out", required=True, help="pruned checkpoint to write")
     ap.add_argument("--no-verify", action="store_true", help="apply even if the weights' fingerprint differs")
     ap.set_defaults(func=_cmd_apply)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", help="run name under results/, or a run folder")
+    p.add_argument("--run", dest="run_flag", default=None, help="the run's name (with --storage)")
+    p.add_argument("--storage", default=None, help="read the run from this Optuna storage URL instead")
+
+
+def _run_ref(args: argparse.Namespace) -> str:
+    ref = args.run or args.run_flag
+    if not ref:
+        raise ArchpruneError("which run? give its name or folder (or --storage URL --run NAME)")
+    return ref
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -130,7 +141,7 @@ def _report_store(store: Any, name: str, folder: Path, as_json: bool, hv_ref: st
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    _report(args.run, storage=args.storage, results="results", as_json=args.json, hv_ref=args.hv_ref, out=args.out,
+    _report(_run_ref(args), storage=args.storage, results="results", as_json=args.json, hv_ref=args.hv_ref, out=args.out,
             plots=not args.no_plots)
     return 0
 
@@ -139,7 +150,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from search.export import export_trial
     from search.runs import open_run
 
-    export_trial(open_run(args.run, storage=args.storage), args.trial, Path(args.out) if args.out else None,
+    export_trial(open_run(_run_ref(args), storage=args.storage), args.trial, Path(args.out) if args.out else None,
                  recalibrate_bn=args.recalibrate_bn)
     return 0
 

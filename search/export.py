@@ -78,16 +78,14 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
 def _recalibrated(pruned: Any, data: Any, imgsz: int, settings: Any, path: Path, meta: dict[str, Any]) -> Path:
     import copy
 
-    from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
+    from evaluators.bn_recalibration import recalibrate_bn
+    from evaluators.proxy_accuracy import calibration_images
     from spaces.models import save_checkpoint
 
     if data is None:
         raise ArchpruneError("--recalibrate-bn needs the run's --data (its training images recalibrate BatchNorm)")
-    from evaluators.bn_recalibration import recalibrate_bn
-
     model = copy.deepcopy(pruned)
-    calibration = AdaptiveBNMapEvaluator(data, imgsz, calib_batches=settings.calib_batches)._calibration
-    recalibrate_bn(model, calibration)
+    recalibrate_bn(model, calibration_images(data, imgsz, settings.calib_batches))
     return save_checkpoint(model, path, meta={**meta, "bn_recalibrated": True})
 
 

@@ -26,7 +26,7 @@ from search.store import Store, TrialRecord
 from spaces._base import SearchSpace
 from spaces.errors import ArchpruneError
 
-STALL_LIMIT = 50  # asks in a row without a new candidate: the driver is only re-proposing known ones
+STALL_LIMIT = 50  # asks in a row with nothing new: the driver only re-proposes what it proposed before
 
 
 @dataclass
@@ -105,8 +105,9 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
     for key, value in (study_attrs or {}).items():
         store.study.set_user_attr(key, value)
     the_driver = driver if isinstance(driver, Driver) else make_driver(driver, space, objectives, seed, driver_options)
-    flag = _StopFlag(lambda text: (bar.write(text) if bar is not None else print(text, file=sys.stderr)))
+    flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
     start, evaluated, stalled = time.monotonic(), 0, 0
+    proposed: set[tuple[int, ...]] = set()  # genomes this call's driver has proposed (replay included)
     if len(store):
         log(f"resuming run {run!r}: {len(store)} trials already in the store")
     bar = tqdm(total=trials, initial=min(len(store), trials or len(store)), unit="cand", disable=not progress,
@@ -120,9 +121,11 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
                 break
             proposals = the_driver.ask()
             records: list[TrialRecord] = []
-            new_in_batch = 0
+            new_in_batch = 0  # proposals this driver never made before: replayed ones count, repeats do not
             for proposal in proposals:
                 genome = space.validate(proposal.genome)
+                new_in_batch += genome not in proposed
+                proposed.add(genome)
                 record = store.lookup(genome)
                 if record is None:
                     stop = _should_stop(flag, store, trials, time_budget_s, start)
@@ -131,7 +134,6 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
                         break
                     record = _evaluate_and_store(pipeline, store, space, genome, proposal.source, log, objectives)
                     evaluated += 1
-                    new_in_batch += 1
                     bar.update(1)
                     _set_postfix(bar, store, objectives)
                 records.append(record)

@@ -85,7 +85,8 @@ class RunSettings:
         if self.latency not in ("ort", "torch"):
             raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort' or 'torch'")
         self.objective_list, self.constraint_list, self.time_budget_s  # parse: raises on typos
-        for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images"):
+        for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
+                     "finetune_steps"):
             if int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.trials is not None and self.trials < 1:

@@ -14,7 +14,7 @@ from evaluators.flops import FlopsEvaluator, count_flops_params
 from evaluators.latency import LatencyEvaluator
 from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
 from spaces.errors import ArchpruneError
-from spaces.models import build_model
+from spaces.models import build_model, load_model
 
 
 def test_evaluators_declare_directions_and_run_cheapest_first() -> None:
@@ -63,3 +63,16 @@ def test_adaptive_bn_proxy_is_repeatable_and_leaves_the_candidate_alone(tmp_path
     second = evaluator.evaluate(Candidate(model, 64))
     assert first == second and 0.0 <= first["map50_95"] <= first["map50"] <= 1.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_finetune_proxy_trains_a_copy_and_is_repeatable(tmp_path: Path) -> None:
+    from evaluators.proxy_finetune import FinetuneMapEvaluator
+
+    data = build_digits_det(tmp_path / "dd", seed=2, n_train=16, n_val=8, imgsz=64)
+    evaluator = FinetuneMapEvaluator(str(data), imgsz=64, steps=3, batch_size=8, val_images=8)
+    model = load_model("yolov8n-digits")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = evaluator.evaluate(Candidate(model, 64))
+    assert first == evaluator.evaluate(Candidate(model, 64))  # same batches, same steps: same score
+    assert 0.0 <= first["map50_95"] <= first["map50"] <= 1.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the candidate is not trained

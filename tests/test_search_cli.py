@@ -66,6 +66,21 @@ def test_sigkill_mid_run_then_rerun_finishes_without_evaluating_anything_twice(t
     assert [r[2] for r in finished_trials(tmp_path / "results" / "whole" / "study.db")] == genomes
 
 
+def test_ctrl_c_stops_after_the_current_candidate_and_says_how_to_resume(tmp_path: Path) -> None:
+    proc = archprune("search", *FAST, "--trials", "500", "--run", "c", "--no-progress", cwd=tmp_path)
+    db = tmp_path / "results" / "c" / "study.db"
+    deadline = time.monotonic() + 120
+    while len(finished_trials(db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping after the current candidate" in err and "run the same command again to resume" in err
+    rows = finished_trials(db)
+    assert 3 <= len(rows) < 500 and f"{len(rows)} in the run" in out
+    assert all(state == "COMPLETE" for _, state, _ in rows)  # nothing left half-written
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
@@ -90,6 +105,9 @@ def test_pareto_json_and_files(finished_run: Path, capsys: pytest.CaptureFixture
         assert (finished_run / name).stat().st_size > 0
     assert main(["pareto", str(finished_run), "--json", "--hv-ref", "100,100", "--no-plots"]) == 0
     assert json.loads(capsys.readouterr().out)["reference_point"] == [100.0, 100.0]
+    url = f"sqlite:///{finished_run / 'study.db'}"  # the same run straight from its storage URL
+    assert main(["pareto", "--storage", url, "--run", "r", "--json", "--no-plots", "--out", str(finished_run)]) == 0
+    assert json.loads(capsys.readouterr().out)["front"] == report["front"]
 
 
 def test_export_then_apply_rebuilds_the_same_model_bit_for_bit(finished_run: Path, tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def test_a_failing_candidate_is_recorded_as_failed_and_the_search_goes_on() -> N
     assert len(result.store) == 3 and quality.calls == 3
 
 
-def test_resuming_replays_the_same_search(tmp_path) -> None:
+def test_resuming_replays_the_same_search(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.runner.STALL_LIMIT", 2)  # replayed generations are not a stall
     whole = run(storage=f"sqlite:///{tmp_path / 'a.db'}", trials=40)[0].store.records()
     url = f"sqlite:///{tmp_path / 'b.db'}"
     first = run(storage=url, trials=17)[0]
@@ -86,6 +87,13 @@ def test_resuming_replays_the_same_search(tmp_path) -> None:
     second, size, _ = run(storage=url, trials=40)
     assert size.calls == 23  # the 17 finished trials were answered from the store
     assert [r.genome for r in second.store.records()] == [r.genome for r in whole]
+
+
+def test_an_exhausted_space_ends_the_search() -> None:
+    space = ToySpace(n_genes=2, n_choices=2)
+    result = search(space, [SizeEvaluator(), QualityEvaluator()], OBJECTIVES, imgsz=32, trials=10, progress=False,
+                    driver_options={"population": 4, "offspring": 4})
+    assert result.stopped == "exhausted" and len(result.store) == 4
 
 
 def test_store_refuses_other_objectives_for_the_same_run(tmp_path) -> None:
