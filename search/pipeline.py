@@ -19,6 +19,7 @@ from spaces.errors import ArchpruneError
 
 @dataclass
 class Outcome:
+    config: dict[str, Any] = field(default_factory=dict)  # the space's readable description
     metrics: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -42,11 +43,11 @@ class EvaluationPipeline:
         out = Outcome()
         start = time.perf_counter()
         try:
+            out.config = self.space.to_config(genome)
             tick = time.perf_counter()
             model = self.space.build(genome)
             out.timings["build_s"] = time.perf_counter() - tick
-            candidate = Candidate(model=model, imgsz=self.imgsz, genome=tuple(genome),
-                                  config=self.space.to_config(genome))
+            candidate = Candidate(model=model, imgsz=self.imgsz, genome=tuple(genome), config=out.config)
             for index, evaluator in enumerate(self.evaluators):
                 tick = time.perf_counter()
                 evaluator.last_timings = {}

@@ -132,7 +132,7 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
                     if stop:
                         stopped = stop
                         break
-                    record = _evaluate_and_store(pipeline, store, space, genome, proposal.source, log, objectives)
+                    record = _evaluate_and_store(pipeline, store, genome, proposal.source, log, objectives)
                     evaluated += 1
                     bar.update(1)
                     _set_postfix(bar, store, objectives)
@@ -163,10 +163,10 @@ def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_
     return None
 
 
-def _evaluate_and_store(pipeline: EvaluationPipeline, store: Store, space: SearchSpace, genome: tuple[int, ...],
+def _evaluate_and_store(pipeline: EvaluationPipeline, store: Store, genome: tuple[int, ...],
                         source: str, log: Callable[[str], None], objectives: Sequence[Objective]) -> TrialRecord:
     outcome = pipeline.evaluate(genome)
-    config = space.to_config(genome)
+    config = outcome.config
     timings = {k: round(v, 4) for k, v in outcome.timings.items()}
     if outcome.error is not None:
         record = store.add_failed(genome, outcome.error, config, timings, source)
