@@ -17,7 +17,7 @@ from torch import nn
 class Candidate:
     """A built candidate: the network, the genome it came from and its readable config."""
 
-    model: nn.Module
+    model: nn.Module | None  # None when no evaluator of the run needs the network
     imgsz: int
     genome: tuple[int, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
@@ -30,6 +30,9 @@ class Evaluator(abc.ABC):
     cost: int = 0
     #: short name for logs and timings ("flops" -> timings["flops_s"])
     name: str = "evaluator"
+    #: False for evaluators that never look at the network (table lookups): the pipeline then
+    #: skips building it
+    needs_model: bool = True
     #: optional finer split of the last evaluate() call's time, e.g. {"export_s": 0.7}
     last_timings: dict[str, float] = {}
 

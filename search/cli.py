@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from search.cli_search import add_search_parsers
+from search.cli_search import add_bench_parser, add_search_parsers
 from spaces.errors import ArchpruneError
 
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.set_defaults(func=_cmd_finetune, lr0=0.0005, out=None)
 
     add_search_parsers(sub)
+    add_bench_parser(sub)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")

@@ -12,6 +12,8 @@ from spaces.errors import ArchpruneError
 # flag -> (settings key, argparse kwargs); every default lives in RunSettings, so a --config file and
 # the flags merge as: flags given > config file > RunSettings defaults
 _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--space": ("space", dict(help="channels (default: prune --model) or nb201 (cells scored from --table)")),
+    "--table": ("table", dict(help="CSV with an arch_str column whose other columns are metrics (nb201)")),
     "--model": ("model", dict(help="model name, Ultralytics .pt or archprune checkpoint (yolov8n-digits is embedded)")),
     "--data": ("data", dict(help="data.yaml, or 'digits-det' (needed for mAP objectives)")),
     "--imgsz": ("imgsz", dict(type=int, help="input size (default: the checkpoint's training size, else 640)")),
@@ -69,6 +71,40 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--out", required=True, help="pruned checkpoint to write")
     ap.add_argument("--no-verify", action="store_true", help="apply even if the weights' fingerprint differs")
     ap.set_defaults(func=_cmd_apply)
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks of the search itself")
+    which = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    d = which.add_parser("drivers", help="each driver against a table's true Pareto front (NAS-Bench-201)")
+    d.add_argument("--table", required=True, help="CSV with an arch_str column (e.g. ../shared/data/nb201/nb201_cifar10.csv)")
+    d.add_argument("--objectives", required=True, help="column:min|max,... (e.g. test_acc_cifar10:max,lat_raspi4:min)")
+    d.add_argument("--budgets", default="100,300,1000", help="trial budgets, comma-separated (default 100,300,1000)")
+    d.add_argument("--seeds", type=int, default=5, help="seeds per driver and budget (default 5)")
+    d.add_argument("--drivers", default="nsga2,random", help="comma-separated (default nsga2,random)")
+    d.add_argument("--population", type=int, default=None, help="NSGA-II μ (default: the driver's)")
+    d.add_argument("--offspring", type=int, default=None, help="NSGA-II λ (default: the driver's)")
+    d.add_argument("--json", action="store_true", help="print one JSON object keyed by driver, then budget")
+    d.set_defaults(func=_cmd_bench_drivers)
+
+
+def _cmd_bench_drivers(args: argparse.Namespace) -> int:
+    from search.driver_benchmark import benchmark_drivers, format_report
+    from search.settings import DRIVERS
+
+    try:
+        budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
+    except ValueError:
+        raise ArchpruneError(f"--budgets {args.budgets!r}: give whole numbers, comma-separated") from None
+    drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
+    for d in drivers:
+        if d not in DRIVERS:
+            raise ArchpruneError(f"unknown driver {d!r}; choose from {', '.join(DRIVERS)}")
+    options = {k: v for k, v in (("population", args.population), ("offspring", args.offspring)) if v}
+    say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    report = benchmark_drivers(args.table, args.objectives, budgets, args.seeds, drivers, options or None, say)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

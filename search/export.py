@@ -25,6 +25,9 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     from spaces.models import channel_layout, save_checkpoint
     from spaces.models.checkpoint import state_dict_sha256
 
+    if handle.settings.space != "channels":
+        raise ArchpruneError(f"run {handle.name!r} searched the {handle.settings.space} space, whose candidates are "
+                             "table entries: their arch strings are in pareto.csv / pareto.json")
     record = next((r for r in handle.store.records() if r.number == trial), None)
     if record is None:
         raise ArchpruneError(f"run {handle.name!r} has no finished trial {trial} "

@@ -12,6 +12,7 @@ from evaluators._base import Evaluator
 from search.objectives import Constraint
 from search.runner import SearchResult, search
 from search.settings import RunSettings, read_run_yaml, write_run_yaml
+from spaces._base import SearchSpace
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
 
@@ -107,19 +108,38 @@ def file_logger(path: Path) -> Callable[[str], None]:
     return log
 
 
-def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
-    settings.check()
-    check_against_stored(settings)
+def table_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evaluator], str]:
+    """The nb201 cell space scored by table lookups (no network is built)."""
+    from evaluators.table_lookup import TableEvaluator
+    from spaces.nb201_space import NB201Space
+
+    names = {o.name: o.direction for o in settings.objective_list}
+    names.update({c.name: "min" for c in settings.constraint_list if c.name not in names})
+    space = NB201Space()
+    return space, [TableEvaluator(settings.table, names)], f"the nb201 cell space (15,625 cells) scored from {settings.table}"
+
+
+def channel_search_parts(settings: RunSettings) -> tuple[ChannelSpace, list[Evaluator], int, str]:
     model, data, imgsz = load_inputs(settings)
     space = build_space(settings, model, data, imgsz)
     check_reachable(space, settings.constraint_list, imgsz)
-    evaluators = build_evaluators(settings, data, imgsz)
+    what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, importance "
+            f"{settings.importance}) of {settings.model} at {imgsz}px")
+    return space, build_evaluators(settings, data, imgsz), imgsz, what
+
+
+def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
+    settings.check()
+    check_against_stored(settings)
+    if settings.space == "nb201":
+        space, evaluators, what = table_search_parts(settings)
+        imgsz = 32  # CIFAR-sized; nothing is built for a table search
+    else:
+        space, evaluators, imgsz, what = channel_search_parts(settings)
     run_dir = settings.run_dir()
     write_run_yaml(settings, run_dir / "run.yaml")
     log = file_logger(run_dir / "search.log")
-    head = (f"run {settings.run_name()}: {settings.driver} over {len(space.genes)} channel groups "
-            f"(10^{space.n_choices():.0f} candidates, importance {settings.importance}) of {settings.model} at "
-            f"{imgsz}px; objectives {settings.objectives}"
+    head = (f"run {settings.run_name()}: {settings.driver} over {what}; objectives {settings.objectives}"
             + (f"; constraints {', '.join(settings.constraints)}" if settings.constraints else "")
             + f"; store {settings.storage_url()}")
     say(head)

@@ -66,18 +66,20 @@ class Constraint:
         return f"{self.name}{self.op}{self.bound:g}"
 
 
-def parse_objectives(spec: str | Iterable[str]) -> list[Objective]:
-    """``"latency_ms:min,map50_95:max"`` (or a list of such items) -> objectives, checked."""
+def parse_objectives(spec: str | Iterable[str], known: Iterable[str] | None = None) -> list[Objective]:
+    """``"latency_ms:min,map50_95:max"`` (or a list of such items) -> objectives, checked against
+    ``known`` metric names (default: the project's metrics; a table search passes its columns)."""
+    known = list(METRICS if known is None else known)
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     if not items:
         raise ArchpruneError("no objectives given: use for example --objectives latency_ms:min,map50_95:max")
     objectives = []
     for item in items:
         name, sep, direction = item.partition(":")
-        name = check_metric(name.strip())
-        direction = direction.strip() if sep else METRICS[name][0]
+        name = check_metric(name.strip(), known)
+        direction = direction.strip() if sep else METRICS.get(name, ("",))[0]
         if direction not in ("min", "max"):
-            raise ArchpruneError(f"objective {item!r}: the direction must be 'min' or 'max', got {direction!r}")
+            raise ArchpruneError(f"objective {item!r}: give a direction, {name}:min or {name}:max")
         objectives.append(Objective(name, direction))
     names = [o.name for o in objectives]
     if len(set(names)) != len(names):
@@ -88,30 +90,30 @@ def parse_objectives(spec: str | Iterable[str]) -> list[Objective]:
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
-def parse_constraint(text: str) -> Constraint:
+def parse_constraint(text: str, known: Iterable[str] | None = None) -> Constraint:
     match = _CONSTRAINT.match(text)
     if not match:
         raise ArchpruneError(f"constraint {text!r} is not 'name<=value' or 'name>=value' (for example latency_ms<=20)")
     name, op, raw = match.groups()
-    check_metric(name)
+    check_metric(name, METRICS if known is None else known)
     try:
         bound = float(raw)
     except ValueError:
         raise ArchpruneError(f"constraint {text!r}: {raw!r} is not a number") from None
-    low, high = _RANGES[name]
+    low, high = _RANGES.get(name, (-math.inf, math.inf))
     if (op == "<=" and bound < low) or (op == ">=" and bound > high) or (op == "<=" and bound == low == 0.0):
         raise ArchpruneError(f"constraint {text!r} can never be met: {name} lies in [{low:g}, {high:g}]")
     return Constraint(name, op, bound)
 
 
-def parse_constraints(items: Iterable[str] | str | None) -> list[Constraint]:
+def parse_constraints(items: Iterable[str] | str | None, known: Iterable[str] | None = None) -> list[Constraint]:
     if not items:
         return []
     if isinstance(items, str):
         items = [items]
     out = []
     for item in items:
-        out.extend(parse_constraint(part) for part in str(item).split(",") if part.strip())
+        out.extend(parse_constraint(part, known) for part in str(item).split(",") if part.strip())
     return out
 
 

@@ -35,6 +35,7 @@ class EvaluationPipeline:
         self.evaluators = sorted(evaluators, key=lambda e: e.cost)  # cheapest first
         self.objectives, self.constraints = list(objectives), list(constraints)
         provided = {m for e in self.evaluators for m in e.metric_names}
+        self.builds_model = any(e.needs_model for e in self.evaluators)  # a table lookup never builds the net
         for name in [o.name for o in self.objectives] + [c.name for c in self.constraints]:
             if name not in provided:
                 raise ArchpruneError(f"no evaluator computes {name!r}; the evaluators give {', '.join(sorted(provided))}")
@@ -45,7 +46,7 @@ class EvaluationPipeline:
         try:
             out.config = self.space.to_config(genome)
             tick = time.perf_counter()
-            model = self.space.build(genome)
+            model = self.space.build(genome) if self.builds_model else None
             out.timings["build_s"] = time.perf_counter() - tick
             candidate = Candidate(model=model, imgsz=self.imgsz, genome=tuple(genome), config=out.config)
             for index, evaluator in enumerate(self.evaluators):

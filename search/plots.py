@@ -104,7 +104,10 @@ def _hover(r: TrialRecord, objectives: Sequence[Objective]) -> str:
     groups = list(r.config.get("groups", {}).items())
     lines = [", ".join(f"{name}:{count}" for name, count in chunk)
              for chunk in (groups[k:k + 4] for k in range(0, len(groups), 4))]
-    return "<br>".join([head, *extra, "channels per group:", *lines])
+    described = ["channels per group:", *lines] if lines else []
+    if "arch_str" in r.config:
+        described = [f"cell: {r.config['arch_str']}"]
+    return "<br>".join([head, *extra, *described])
 
 
 def plot_html(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title: str) -> Path:

@@ -11,17 +11,17 @@ from search.objectives import METRICS
 from search.pareto import ParetoFront
 
 
-def _num(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
+def _num(value: float | None) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def front_json(pf: ParetoFront) -> dict[str, Any]:
     """The ``--json`` object: objectives, front, hypervolume, reference point, trial count (plus the knee)."""
     return {
         "objectives": [{"name": o.name, "direction": o.direction} for o in pf.objectives],
-        "front": [{"trial": r.number, **{o.name: _num(v) for o, v in zip(pf.objectives, r.values)},
-                   "params_m": _num(r.metrics.get("params_m")), "flops_g": _num(r.metrics.get("flops_g")),
-                   "source": r.source} for r in pf.front],
+        "front": [{"trial": r.number, **{c: _num(r.metrics.get(c)) for c in _columns(pf)},
+                   **{o.name: _num(v) for o, v in zip(pf.objectives, r.values)}, "source": r.source,
+                   **({"arch_str": r.config["arch_str"]} if "arch_str" in r.config else {})} for r in pf.front],
         "hypervolume": pf.hypervolume,
         "reference_point": pf.reference_point,
         "n_trials": pf.n_trials,
@@ -31,8 +31,9 @@ def front_json(pf: ParetoFront) -> dict[str, Any]:
 
 
 def _columns(pf: ParetoFront) -> list[str]:
+    """The objectives, then params and GFLOPs when the run measured them (a table search does not)."""
     names = [o.name for o in pf.objectives]
-    return names + [m for m in ("params_m", "flops_g") if m not in names]
+    return names + [m for m in ("params_m", "flops_g") if m not in names and any(m in r.metrics for r in pf.front)]
 
 
 def front_rows(pf: ParetoFront) -> list[dict[str, Any]]:
@@ -41,6 +42,8 @@ def front_rows(pf: ParetoFront) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"trial": r.number}
         row.update({c: r.metrics.get(c) for c in _columns(pf)})
         row.update({"source": r.source, "knee": pf.knee is not None and r.number == pf.knee.number})
+        if "arch_str" in r.config:
+            row["arch_str"] = r.config["arch_str"]
         rows.append(row)
     return rows
 
@@ -55,8 +58,9 @@ def front_table(pf: ParetoFront) -> str:
         lines.append("  ".join(cells))
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
+    units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS)
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
-                 f"(reference {ref}); units: " + ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS))
+                 f"(reference {ref})" + (f"; units: {units}" if units else ""))
     return "\n".join(lines)
 
 
@@ -66,7 +70,8 @@ def write_front_files(pf: ParetoFront, folder: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(front_json(pf), indent=2))
     rows = front_rows(pf)
     with paths["csv"].open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee"])
+        extra = ["arch_str"] if any("arch_str" in row for row in rows) else []
+        writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee"] + extra)
         writer.writeheader()
         writer.writerows(rows)
     return paths

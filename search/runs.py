@@ -6,10 +6,16 @@ from pathlib import Path
 
 import optuna
 
-from search.objectives import parse_objectives
+from search.objectives import Objective, parse_objectives
 from search.settings import RunSettings, read_run_yaml
 from search.store import Store, open_storage
 from spaces.errors import ArchpruneError
+
+
+def stored_objectives(settings: RunSettings) -> list[Objective]:
+    """The run's objectives as stored: reading a finished run needs neither its model nor its table."""
+    names = [item.split(":")[0].strip() for item in settings.objectives.split(",") if item.strip()]
+    return parse_objectives(settings.objectives, known=names)
 
 
 @dataclass
@@ -36,7 +42,7 @@ def open_run(ref: str, storage: str | None = None, results: str = "results") -> 
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise ArchpruneError(f"run {ref!r} has no store yet ({url}): did its search start?")
     name = settings.run_name()
-    store = Store(url, name, parse_objectives(settings.objectives), genes=None)
+    store = Store(url, name, stored_objectives(settings), genes=None)
     return RunHandle(name, settings, store, folder, store.study.user_attrs.get("imgsz", settings.imgsz))
 
 
@@ -49,5 +55,5 @@ def _from_storage(run: str, url: str, results: str) -> RunHandle:
     if stored is None:
         raise ArchpruneError(f"run {run!r} in {url!r} was not written by archprune search (no settings stored)")
     settings = RunSettings.from_dict(stored, source=f"{url} {run}")
-    store = Store(url, run, parse_objectives(settings.objectives), genes=None)
+    store = Store(url, run, stored_objectives(settings), genes=None)
     return RunHandle(run, settings, store, Path(results) / run, study.user_attrs.get("imgsz", settings.imgsz))

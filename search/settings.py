@@ -19,6 +19,7 @@ from search.objectives import Constraint, Objective, parse_constraints, parse_ob
 from spaces.errors import ArchpruneError
 
 DRIVERS = ("nsga2", "random")
+SPACES = ("channels", "nb201")
 PROXIES = ("adaptive-bn", "finetune")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
 # where the run is kept, not what it means: never part of the comparison
@@ -27,6 +28,8 @@ LOCATION = {"run", "storage", "results"}
 
 @dataclass
 class RunSettings:
+    space: str = "channels"  # or "nb201" (scored from --table)
+    table: str | None = None  # a CSV with an arch_str column (the nb201 space's evaluator)
     model: str = ""
     data: str | None = None
     imgsz: int | None = None
@@ -62,13 +65,21 @@ class RunSettings:
     results: str = "results"
 
     # -- parsed views ----------------------------------------------------------------------
+    def known_metrics(self) -> list[str] | None:
+        """Metric names objectives may use: a table's columns for nb201, else the project's metrics."""
+        if self.space != "nb201":
+            return None
+        from evaluators.table_lookup import table_columns
+
+        return table_columns(self.table)
+
     @property
     def objective_list(self) -> list[Objective]:
-        return parse_objectives(self.objectives)
+        return parse_objectives(self.objectives, self.known_metrics())
 
     @property
     def constraint_list(self) -> list[Constraint]:
-        return parse_constraints(self.constraints)
+        return parse_constraints(self.constraints, self.known_metrics())
 
     @property
     def time_budget_s(self) -> float | None:
@@ -76,7 +87,12 @@ class RunSettings:
 
     def check(self) -> "RunSettings":
         """Everything that can be checked without loading a model, each with a one-line error."""
-        if not self.model:
+        if self.space not in SPACES:
+            raise ArchpruneError(f"unknown space {self.space!r}; choose one of {', '.join(SPACES)}")
+        if self.space == "nb201" and not self.table:
+            raise ArchpruneError("the nb201 space is scored from a table: pass --table CSV "
+                                 "(for example ../shared/data/nb201/nb201_cifar10.csv)")
+        if self.space == "channels" and not self.model:
             raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
         if self.driver not in DRIVERS:
             raise ArchpruneError(f"unknown driver {self.driver!r}; choose one of {', '.join(DRIVERS)}")
@@ -102,8 +118,9 @@ class RunSettings:
         """``--run``, else derived from the space and the model, so the same command resumes."""
         if self.run:
             return self.run
-        stem = Path(self.model).stem if Path(self.model).suffix else self.model
-        return "channels-" + re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-")
+        source = self.table if self.space == "nb201" else self.model
+        stem = Path(source).stem if Path(source).suffix else source
+        return f"{self.space}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-")
 
     def run_dir(self) -> Path:
         return Path(self.results) / self.run_name()

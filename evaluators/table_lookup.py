@@ -1,0 +1,77 @@
+"""Metrics looked up in a table: any CSV with an ``arch_str`` column (NAS-Bench-201 and friends).
+
+Only ``arch_str`` is assumed; every other column is a metric under its own name. A value is
+converted to a number when a candidate asks for it, so a stray non-numeric cell is an error that
+names its column, row and value, not a crash at load time.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from evaluators._base import Candidate, Evaluator
+from spaces.errors import ArchpruneError
+
+KEY = "arch_str"
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The metric columns of a table (everything but ``arch_str``), reading only its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchpruneError(f"table {path} does not exist")
+    with path.open(newline="") as handle:
+        fields = next(csv.reader(handle), [])
+    if KEY not in fields:
+        raise ArchpruneError(f"table {path} has no {KEY!r} column (its columns: {', '.join(fields) or 'none'})")
+    return [f for f in fields if f != KEY]
+
+
+class Table:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.columns = table_columns(self.path)
+        self.rows: dict[str, dict[str, str]] = {}
+        with self.path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                self.rows.setdefault(row[KEY].strip(), row)
+
+    def check_columns(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self.columns:
+                raise ArchpruneError(f"table {self.path.name} has no column {name!r}; its columns are "
+                                     f"{', '.join(self.columns)}")
+
+    def value(self, arch: str, column: str) -> float:
+        row = self.rows.get(arch)
+        if row is None:
+            raise ArchpruneError(f"arch {arch!r} is not in table {self.path.name}")
+        raw = row.get(column)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ArchpruneError(f"table {self.path.name}, column {column!r}, arch {arch!r}: {raw!r} is not a number") from None
+        if math.isnan(value):
+            raise ArchpruneError(f"table {self.path.name}, column {column!r}, arch {arch!r}: the value is NaN")
+        return value
+
+
+class TableEvaluator(Evaluator):
+    """Returns the named columns of the candidate's row; ``directions`` come from the objectives."""
+
+    cost = 0
+    name = "table"
+    needs_model = False  # a lookup: the candidate network is never built
+
+    def __init__(self, table: Table | str | Path, directions: dict[str, str]) -> None:
+        self.table = table if isinstance(table, Table) else Table(table)
+        self.table.check_columns(directions)
+        self.directions = dict(directions)
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        arch = candidate.config.get(KEY)
+        if arch is None:
+            raise ArchpruneError(f"the table evaluator needs a space whose config has {KEY!r} (nb201 does)")
+        return {column: self.table.value(arch, column) for column in self.directions}
