@@ -37,6 +37,8 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--calib-batches": ("calib_batches", dict(type=int, help="BN recalibration batches (default 8)")),
     "--val-images": ("val_images", dict(type=int, help="validation images for the proxy mAP (default 200)")),
     "--finetune-steps": ("finetune_steps", dict(type=int, help="steps of the finetune proxy (default 200)")),
+    "--executor": ("executor", dict(help="process (default: a worker killed past --candidate-timeout) or inline")),
+    "--candidate-timeout": ("candidate_timeout", dict(help="give up on a candidate after this long (default 10m)")),
     "--storage": ("storage", dict(help="Optuna storage URL (default sqlite:///results/<run>/study.db; 'memory')")),
     "--results": ("results", dict(help="folder runs live in (default results)")),
 }

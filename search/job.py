@@ -149,6 +149,7 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
     result = search(space, evaluators, settings.objective_list, settings.constraint_list, imgsz=imgsz,
                     driver=settings.driver, driver_options=options, storage=settings.storage_url(),
                     run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
-                    seed=settings.seed, progress=progress, log=log,
+                    seed=settings.seed, progress=progress, log=log, executor=settings.executor,
+                    candidate_timeout_s=settings.candidate_timeout_s,
                     study_attrs={"settings": settings.to_dict(), "imgsz": imgsz})
     return result

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from evaluators._base import Evaluator
 from search.drivers import DRIVERS, Driver
+from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
 from search.pareto import non_dominated
 from search.pipeline import EvaluationPipeline
@@ -90,17 +91,30 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
            driver_options: dict[str, Any] | None = None, storage: str = "memory", run: str = "search",
            trials: int | None = None, time_budget_s: float | None = None, seed: int = 0,
            progress: bool = True, log: Callable[[str], None] | None = None,
-           study_attrs: dict[str, Any] | None = None) -> SearchResult:
+           study_attrs: dict[str, Any] | None = None, executor: str = "inline",
+           candidate_timeout_s: float | None = None) -> SearchResult:
     """Search ``space`` for candidates that are good on ``objectives`` and meet ``constraints``.
 
     Stops when the store holds ``trials`` trials, after ``time_budget_s`` seconds of this call, or
     on Ctrl-C / SIGTERM (after the current candidate). Running it again with the same arguments and
-    storage resumes.
+    storage resumes. ``executor="process"`` evaluates in a worker process that is killed when a
+    candidate runs past ``candidate_timeout_s`` (the space and evaluators must pickle).
     """
     if trials is None and time_budget_s is None:
         raise ArchpruneError("give trials or a time budget: a search needs a stopping rule")
-    log = log or (lambda line: None)
     pipeline = EvaluationPipeline(space, evaluators, objectives, constraints, imgsz)
+    runner = make_executor(executor, pipeline, candidate_timeout_s)
+    try:
+        return _search_loop(space, objectives, runner, driver, driver_options, storage, run, trials, time_budget_s,
+                            seed, progress, log or (lambda line: None), study_attrs)
+    finally:
+        runner.close()
+
+
+def _search_loop(space: SearchSpace, objectives: Sequence[Objective], runner: Executor, driver: str | Driver,
+                 driver_options: dict[str, Any] | None, storage: str, run: str, trials: int | None,
+                 time_budget_s: float | None, seed: int, progress: bool, log: Callable[[str], None],
+                 study_attrs: dict[str, Any] | None) -> SearchResult:
     store = Store(storage, run, objectives, space.genes)
     for key, value in (study_attrs or {}).items():
         store.study.set_user_attr(key, value)
@@ -132,7 +146,7 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
                     if stop:
                         stopped = stop
                         break
-                    record = _evaluate_and_store(pipeline, store, genome, proposal.source, log, objectives)
+                    record = _evaluate_and_store(runner, store, genome, proposal.source, log, objectives)
                     evaluated += 1
                     bar.update(1)
                     _set_postfix(bar, store, objectives)
@@ -163,9 +177,9 @@ def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_
     return None
 
 
-def _evaluate_and_store(pipeline: EvaluationPipeline, store: Store, genome: tuple[int, ...],
+def _evaluate_and_store(runner: Executor, store: Store, genome: tuple[int, ...],
                         source: str, log: Callable[[str], None], objectives: Sequence[Objective]) -> TrialRecord:
-    outcome = pipeline.evaluate(genome)
+    outcome = runner.evaluate(genome)
     config = outcome.config
     timings = {k: round(v, 4) for k, v in outcome.timings.items()}
     if outcome.error is not None:

@@ -24,6 +24,8 @@ PROXIES = ("adaptive-bn", "finetune")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
 # where the run is kept, not what it means: never part of the comparison
 LOCATION = {"run", "storage", "results"}
+# how candidates are evaluated, not what they score: may change between resumes
+OPERATIONAL = {"executor", "candidate_timeout"}
 
 
 @dataclass
@@ -60,6 +62,9 @@ class RunSettings:
     calib_batches: int = 8
     val_images: int = 200
     finetune_steps: int = 200
+    # execution
+    executor: str = "process"  # "process": a worker killed past candidate_timeout; "inline": in the search process
+    candidate_timeout: str | None = "10m"
     # where
     storage: str | None = None
     results: str = "results"
@@ -85,6 +90,10 @@ class RunSettings:
     def time_budget_s(self) -> float | None:
         return parse_duration(self.time_budget) if self.time_budget else None
 
+    @property
+    def candidate_timeout_s(self) -> float | None:
+        return parse_duration(self.candidate_timeout) if self.candidate_timeout else None
+
     def check(self) -> "RunSettings":
         """Everything that can be checked without loading a model, each with a one-line error."""
         if self.space not in SPACES:
@@ -100,7 +109,9 @@ class RunSettings:
             raise ArchpruneError(f"unknown proxy {self.proxy!r}; choose one of {', '.join(PROXIES)}")
         if self.latency not in ("ort", "torch"):
             raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort' or 'torch'")
-        self.objective_list, self.constraint_list, self.time_budget_s  # parse: raises on typos
+        self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
+        if self.executor not in ("process", "inline"):
+            raise ArchpruneError(f"unknown executor {self.executor!r}; use 'process' (default) or 'inline'")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
                      "finetune_steps"):
             if int(getattr(self, name)) < 1:
@@ -153,7 +164,7 @@ class RunSettings:
         """Settings that differ from the stored run, except the ones that only extend it."""
         mine, theirs = self.to_dict(), stored.to_dict()
         return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine
-                if k not in EXTENDABLE | LOCATION and mine[k] != theirs[k]]
+                if k not in EXTENDABLE | LOCATION | OPERATIONAL and mine[k] != theirs[k]]
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
@@ -199,9 +210,9 @@ def parse_duration(text: str | float | int) -> float:
         except ValueError:
             parts = _DURATION.findall(cleaned)
             if not parts or _DURATION.sub("", cleaned).strip():
-                raise ArchpruneError(f"time budget {text!r}: use for example 8h, 90m, 1h30m or 3600") from None
+                raise ArchpruneError(f"duration {text!r}: use for example 8h, 90m, 1h30m or 3600") from None
             unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
             seconds = sum(float(n) * unit[u] for n, u in parts)
     if seconds <= 0:
-        raise ArchpruneError(f"time budget {text!r} must be positive")
+        raise ArchpruneError(f"duration {text!r} must be positive")
     return seconds

@@ -61,3 +61,24 @@ class QualityEvaluator(Evaluator):
         if tuple(candidate.genome) in self.fail_on:
             raise RuntimeError("boom: this candidate cannot be evaluated")
         return {"quality": float(sum((c + 1) ** 0.5 * (i + 1) for i, c in enumerate(candidate.genome)))}
+
+
+class TrapEvaluator(Evaluator):
+    """Hangs on ``hang_on`` and kills its own process on ``die_on`` (for executor tests)."""
+
+    directions: dict[str, str] = {}
+    cost = 5
+    name = "trap"
+
+    def __init__(self, hang_on: tuple[int, ...], die_on: tuple[int, ...]) -> None:
+        self.hang_on, self.die_on = hang_on, die_on
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        import os
+        import time
+
+        if tuple(candidate.genome) == self.hang_on:
+            time.sleep(3600)
+        if tuple(candidate.genome) == self.die_on:
+            os._exit(3)
+        return {}

@@ -21,7 +21,7 @@ FAST = ["--model", "yolov8n", "--imgsz", "64", "--objectives", "flops_g:min,para
 
 def archprune(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -72,7 +72,7 @@ def test_ctrl_c_stops_after_the_current_candidate_and_says_how_to_resume(tmp_pat
     deadline = time.monotonic() + 120
     while len(finished_trials(db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the evaluation worker gets it too
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "stopping after the current candidate" in err and "run the same command again to resume" in err

@@ -134,3 +134,36 @@ def test_nsga2_selection_prefers_feasible_then_least_violation() -> None:
     chosen = select_survivors(pool, 2, [Objective("latency_ms", "min"), Objective("map50_95", "max")])
     assert [m.genome for m in chosen] == [(0,), (2,)]  # the feasible one, then the smaller violation
     assert isinstance(NSGA2Driver(ToySpace(), OBJECTIVES).initial(4)[0], Proposal)
+
+
+def test_process_executor_gives_the_same_search_as_inline() -> None:
+    def genomes_and_values(executor: str) -> list[tuple]:
+        result = search(ToySpace(), [SizeEvaluator(), QualityEvaluator()], OBJECTIVES, imgsz=32, trials=20,
+                        progress=False, executor=executor, driver_options={"population": 8, "offspring": 6})
+        return [(r.genome, r.values) for r in result.store.records()]
+
+    assert genomes_and_values("process") == genomes_and_values("inline")
+
+
+@pytest.mark.slow
+def test_a_hung_candidate_times_out_and_a_dying_worker_costs_only_its_candidate() -> None:
+    from tests.search_toys import TrapEvaluator
+
+    hang, crash = (2, 0, 2, 0, 2), (0, 2, 0, 2, 0)
+
+    class Proposer(Driver):
+        def ask(self):
+            return [Proposal(hang, "test"), Proposal(crash, "test"), *[Proposal(g, n) for n, g in self.space.baselines()]]
+
+        def tell(self, proposals, records):
+            pass
+
+    space = ToySpace()
+    result = search(space, [SizeEvaluator(), QualityEvaluator(), TrapEvaluator(hang, crash)], OBJECTIVES, imgsz=32,
+                    driver=Proposer(space, OBJECTIVES), trials=4, progress=False, executor="process",
+                    candidate_timeout_s=3)
+    records = result.store.records()
+    assert [r.genome for r in records] == [hang, crash, *[g for _, g in space.baselines()]]
+    assert records[0].failed and "TimeoutError" in records[0].error and "3 s" in records[0].error
+    assert records[1].failed and "WorkerDied" in records[1].error
+    assert not records[2].failed and not records[3].failed  # fresh workers went on
