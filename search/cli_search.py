@@ -92,7 +92,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_bench_drivers(args: argparse.Namespace) -> int:
     from search.driver_benchmark import benchmark_drivers, format_report
-    from search.settings import DRIVERS
+    from search.drivers import DRIVERS
 
     try:
         budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})

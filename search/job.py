@@ -15,6 +15,7 @@ from search.settings import RunSettings, read_run_yaml, write_run_yaml
 from spaces._base import SearchSpace
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
+from spaces.tp_compat import GRADIENT_IMPORTANCES
 
 LATENCY_METRICS = {"latency_ms", "latency_p90_ms"}
 ACCURACY_METRICS = {"map50_95", "map50"}
@@ -41,7 +42,7 @@ def load_inputs(settings: RunSettings) -> tuple[Any, Any, int]:
     from evaluators.detection_eval import model_for_data, resolve_imgsz
     from spaces.models import load_model
 
-    needs_data = bool(needed_metrics(settings) & ACCURACY_METRICS) or settings.importance in ("taylor", "hessian")
+    needs_data = bool(needed_metrics(settings) & ACCURACY_METRICS) or settings.importance in GRADIENT_IMPORTANCES
     if needs_data and not settings.data:
         raise ArchpruneError("mAP objectives and gradient importances need --data DATA_YAML (or 'digits-det')")
     data = load_data_config(settings.data) if settings.data else None
@@ -51,7 +52,7 @@ def load_inputs(settings: RunSettings) -> tuple[Any, Any, int]:
 
 def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz: int) -> ChannelSpace:
     calibration = None
-    if settings.importance in ("taylor", "hessian"):
+    if settings.importance in GRADIENT_IMPORTANCES:
         from evaluators.calibration_loss import detection_calibration_loss
 
         calibration = detection_calibration_loss(data, imgsz)

@@ -18,7 +18,6 @@ import yaml
 from search.objectives import Constraint, Objective, parse_constraints, parse_objectives
 from spaces.errors import ArchpruneError
 
-DRIVERS = ("nsga2", "random")
 SPACES = ("channels", "nb201")
 PROXIES = ("adaptive-bn", "finetune")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
@@ -103,6 +102,8 @@ class RunSettings:
                                  "(for example ../shared/data/nb201/nb201_cifar10.csv)")
         if self.space == "channels" and not self.model:
             raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
+        from search.drivers import DRIVERS  # the registry: one list of driver names
+
         if self.driver not in DRIVERS:
             raise ArchpruneError(f"unknown driver {self.driver!r}; choose one of {', '.join(DRIVERS)}")
         if self.proxy not in PROXIES:
