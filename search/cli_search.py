@@ -126,7 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from search.settings import RunSettings, load_yaml_config
 
     values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
-    for _, (key, _) in _SEARCH_FLAGS.items():
+    for key, _ in _SEARCH_FLAGS.values():
         if hasattr(args, key):
             values[key] = getattr(args, key)
     return RunSettings.from_dict(values, source=args.config or "command line")
@@ -140,7 +140,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     verb = {"trials": "done", "time-budget": "time budget spent", "exhausted": "no new candidates left"}.get(
         result.stopped, f"stopped ({result.stopped}); run the same command again to resume")
     print(f"{verb}: {result.evaluated} new trials, {len(result.store)} in the run")
-    _report_store(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None, plots=True)
+    report_front(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None, plots=True)
     return 130 if result.stopped in ("interrupted", "terminated") else 0
 
 
@@ -149,11 +149,12 @@ def _report(run: str, storage: str | None, results: str, as_json: bool, hv_ref: 
     from search.runs import open_run
 
     handle = open_run(run, storage=storage, results=results)
-    return _report_store(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots)
+    return report_front(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots)
 
 
-def _report_store(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
-                  plots: bool) -> dict[str, Any]:
+def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
+                 plots: bool) -> dict[str, Any]:
+    """Print a run's front (table or JSON) and write pareto.csv/json and, with ``plots``, png/html."""
     from search.pareto import pareto_front
     from search.plots import plot_html, plot_png
     from search.report import front_json, front_table, write_front_files

@@ -19,7 +19,7 @@ DEMO_TRIALS = 128  # 16 first-generation candidates + 7 generations of 16: about
 
 def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dict[str, Any]:
     from evaluators.data import load_data_config
-    from search.cli_search import _report_store
+    from search.cli_search import report_front
     from search.job import run_search
     from search.settings import RunSettings
 
@@ -35,7 +35,7 @@ def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dic
     result = run_search(settings, progress=progress, say=lambda line: print("        " + line, flush=True))
     print(f"[3/3] front   {len(result.front)} non-dominated of {len(result.store)} trials "
           f"({time.perf_counter() - start:.0f}s so far)", flush=True)
-    report = _report_store(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None,
+    report = report_front(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None,
                            plots=True)
     print(f"done in {time.perf_counter() - start:.0f}s. Open {settings.run_dir() / 'pareto.png'}; export a candidate "
           f"with: archprune export {settings.run_dir()} --trial N")
