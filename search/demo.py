@@ -36,7 +36,7 @@ def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dic
     print(f"[3/3] front   {len(result.front)} non-dominated of {len(result.store)} trials "
           f"({time.perf_counter() - start:.0f}s so far)", flush=True)
     report = report_front(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None,
-                           plots=True)
+                          plots=True)
     print(f"done in {time.perf_counter() - start:.0f}s. Open {settings.run_dir() / 'pareto.png'}; export a candidate "
           f"with: archprune export {settings.run_dir()} --trial N")
     return report
