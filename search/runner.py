@@ -105,13 +105,14 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
     pipeline = EvaluationPipeline(space, evaluators, objectives, constraints, imgsz)
     runner = make_executor(executor, pipeline, candidate_timeout_s)
     try:
-        return _search_loop(space, objectives, runner, driver, driver_options, storage, run, trials, time_budget_s,
-                            seed, progress, log or (lambda line: None), study_attrs)
+        return _search_loop(space, objectives, constraints, runner, driver, driver_options, storage, run, trials,
+                            time_budget_s, seed, progress, log or (lambda line: None), study_attrs)
     finally:
         runner.close()
 
 
-def _search_loop(space: SearchSpace, objectives: Sequence[Objective], runner: Executor, driver: str | Driver,
+def _search_loop(space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                 runner: Executor, driver: str | Driver,
                  driver_options: dict[str, Any] | None, storage: str, run: str, trials: int | None,
                  time_budget_s: float | None, seed: int, progress: bool, log: Callable[[str], None],
                  study_attrs: dict[str, Any] | None) -> SearchResult:
@@ -119,6 +120,7 @@ def _search_loop(space: SearchSpace, objectives: Sequence[Objective], runner: Ex
     for key, value in (study_attrs or {}).items():
         store.study.set_user_attr(key, value)
     the_driver = driver if isinstance(driver, Driver) else make_driver(driver, space, objectives, seed, driver_options)
+    the_driver.bind(store, constraints)
     flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
     start, evaluated, stalled = time.monotonic(), 0, 0
     proposed: set[tuple[int, ...]] = set()  # genomes this call's driver has proposed (replay included)
@@ -136,17 +138,23 @@ def _search_loop(space: SearchSpace, objectives: Sequence[Objective], runner: Ex
             proposals = the_driver.ask()
             records: list[TrialRecord] = []
             new_in_batch = 0  # proposals this driver never made before: replayed ones count, repeats do not
-            for proposal in proposals:
+            for index, proposal in enumerate(proposals):
                 genome = space.validate(proposal.genome)
                 new_in_batch += genome not in proposed
                 proposed.add(genome)
                 record = store.lookup(genome)
+                if record is not None and proposal.trial is not None:
+                    store.close_duplicate(proposal.trial, record)
                 if record is None:
                     stop = _should_stop(flag, store, trials, time_budget_s, start)
                     if stop:
                         stopped = stop
+                        for left in proposals[index:]:  # asked but never evaluated: asked again next time
+                            if left.trial is not None:
+                                store.abandon(left.trial, stop)
                         break
-                    record = _evaluate_and_store(runner, store, genome, proposal.source, log, objectives)
+                    record = _evaluate_and_store(runner, store, genome, proposal.source, log, objectives,
+                                                 proposal.trial)
                     evaluated += 1
                     bar.update(1)
                     _set_postfix(bar, store, objectives)
@@ -177,17 +185,17 @@ def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_
     return None
 
 
-def _evaluate_and_store(runner: Executor, store: Store, genome: tuple[int, ...],
-                        source: str, log: Callable[[str], None], objectives: Sequence[Objective]) -> TrialRecord:
+def _evaluate_and_store(runner: Executor, store: Store, genome: tuple[int, ...], source: str,
+                        log: Callable[[str], None], objectives: Sequence[Objective], asked: Any = None) -> TrialRecord:
     outcome = runner.evaluate(genome)
     config = outcome.config
     timings = {k: round(v, 4) for k, v in outcome.timings.items()}
     if outcome.error is not None:
-        record = store.add_failed(genome, outcome.error, config, timings, source)
+        record = store.add_failed(genome, outcome.error, config, timings, source, asked)
         log(f"trial {record.number} {source}: {_summary(record, objectives)}\n{outcome.traceback.rstrip()}")
     else:
         record = store.add_complete(genome, outcome.metrics, outcome.constraints, config, timings, source,
-                                    outcome.skipped)
+                                    outcome.skipped, asked)
         log(f"trial {record.number} {source}: {_summary(record, objectives)} ({timings['total_s']:.2f} s)")
     return record
 

@@ -86,6 +86,8 @@ class Store:
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
         self._by_genome: dict[Genome, TrialRecord] = {}
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if trial.user_attrs.get("interrupted"):
+                continue  # never finished: not a trial of the run (its candidate is asked again)
             record = self._record(trial)
             self._by_genome.setdefault(record.genome, record)
 
@@ -115,15 +117,23 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
     def _add(self, genome: Genome, state: TrialState, values: list[float] | None, user_attrs: dict[str, Any],
-             constraints: dict[str, float] | None) -> TrialRecord:
-        params = {g.name: int(choice) for g, choice in zip(self.genes, genome)}
-        trial = optuna.trial.create_trial(state=state, values=values, params=params,
-                                          distributions=self.distributions, user_attrs=user_attrs,
-                                          constraints=constraints or None)
-        # Study.add_trial does not hand back the trial; the storage call it makes does (race-free
-        # when several processes write to one study)
-        trial_id = self.storage.create_new_trial(self._study_id, template_trial=trial)
-        number = self.storage.get_trial_number_from_id(trial_id)
+             constraints: dict[str, float] | None, asked: optuna.Trial | None = None) -> TrialRecord:
+        if asked is not None:  # an Optuna driver asked for this trial: finish it rather than add another
+            for key, value in user_attrs.items():
+                asked.set_user_attr(key, value)
+            for key, value in (constraints or {}).items():
+                asked.set_constraint(key, value)
+            self.study.tell(asked, values, state=state)
+            number = asked.number
+        else:
+            params = {g.name: int(choice) for g, choice in zip(self.genes, genome)}
+            trial = optuna.trial.create_trial(state=state, values=values, params=params,
+                                              distributions=self.distributions, user_attrs=user_attrs,
+                                              constraints=constraints or None)
+            # Study.add_trial does not hand back the trial; the storage call it makes does (race-free
+            # when several processes write to one study)
+            trial_id = self.storage.create_new_trial(self._study_id, template_trial=trial)
+            number = self.storage.get_trial_number_from_id(trial_id)
         record = TrialRecord(number=number, genome=tuple(genome), failed=state == TrialState.FAIL,
                              values=tuple(values or ()), metrics=dict(user_attrs.get("metrics", {})),
                              constraints=dict(constraints or {}), config=dict(user_attrs.get("config", {})),
@@ -133,14 +143,37 @@ class Store:
 
     def add_complete(self, genome: Genome, metrics: dict[str, Any], constraints: dict[str, float],
                      config: dict[str, Any], timings: dict[str, float], source: str,
-                     skipped: Sequence[str] = ()) -> TrialRecord:
+                     skipped: Sequence[str] = (), asked: optuna.Trial | None = None) -> TrialRecord:
         values = [float(metrics[o.name]) if o.name in metrics else o.worst for o in self.objectives]
         attrs = {"metrics": metrics, "config": config, "timings": timings, "source": source}
         if skipped:
             attrs["skipped"] = list(skipped)
-        return self._add(genome, TrialState.COMPLETE, values, attrs, constraints)
+        return self._add(genome, TrialState.COMPLETE, values, attrs, constraints, asked)
 
     def add_failed(self, genome: Genome, error: str, config: dict[str, Any], timings: dict[str, float],
-                   source: str) -> TrialRecord:
+                   source: str, asked: optuna.Trial | None = None) -> TrialRecord:
         attrs = {"error": error, "config": config, "timings": timings, "source": source}
-        return self._add(genome, TrialState.FAIL, None, attrs, None)
+        return self._add(genome, TrialState.FAIL, None, attrs, None, asked)
+
+    # -- trials an Optuna driver asked for ---------------------------------------------------
+    def close_duplicate(self, asked: optuna.Trial, record: TrialRecord) -> None:
+        """An asked candidate already in the store: answered from it, so this trial is PRUNED (not counted)."""
+        asked.set_user_attr("duplicate_of", record.number)
+        self.study.tell(asked, state=TrialState.PRUNED)
+
+    def abandon(self, asked: optuna.Trial, reason: str) -> None:
+        """A trial asked but never evaluated (the search stopped): FAIL it as interrupted and queue
+        its candidate to be asked first next time."""
+        asked.set_user_attr("interrupted", reason)
+        self.study.tell(asked, state=TrialState.FAIL)
+        self.study.enqueue_trial(asked.params, user_attrs={"source": "retry"})
+
+    def recover_interrupted(self) -> int:
+        """RUNNING trials left by a killed search process (one process per run): FAIL them as
+        interrupted and queue their candidates again. Returns how many."""
+        stale = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in stale:
+            self.storage.set_trial_user_attr(trial._trial_id, "interrupted", "the search process stopped during it")
+            self.study.tell(trial.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, user_attrs={"source": "retry"})
+        return len(stale)

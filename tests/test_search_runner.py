@@ -26,7 +26,7 @@ def run(storage: str = "memory", trials: int = 30, driver: str = "nsga2", constr
     return result, size, quality
 
 
-@pytest.mark.parametrize("driver", ["nsga2", "random"])
+@pytest.mark.parametrize("driver", ["nsga2", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "optuna-random"])
 def test_each_driver_counts_distinct_trials_and_starts_from_the_baselines(driver: str) -> None:
     result, size, quality = run(trials=25, driver=driver)
     records = result.store.records()
@@ -34,7 +34,10 @@ def test_each_driver_counts_distinct_trials_and_starts_from_the_baselines(driver
     assert len({r.genome for r in records}) == 25  # a re-proposed candidate is answered from the store
     assert [r.source for r in records[:2]] == ["unpruned", "uniform-0.5"]  # baselines first, counted as trials
     trials = result.store.study.get_trials()
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 25  # Optuna drivers may also hold PRUNED trials: repeats answered from the store
+    assert all(t.state == optuna.trial.TrialState.PRUNED and "duplicate_of" in t.user_attrs
+               for t in trials if t not in complete)
     assert trials[0].params == {f"g{i}": 3 for i in range(5)} and "metrics" in trials[0].user_attrs
 
 
@@ -167,3 +170,19 @@ def test_a_hung_candidate_times_out_and_a_dying_worker_costs_only_its_candidate(
     assert records[0].failed and "TimeoutError" in records[0].error and "3 s" in records[0].error
     assert records[1].failed and "WorkerDied" in records[1].error
     assert not records[2].failed and not records[3].failed  # fresh workers went on
+
+
+def test_optuna_driver_reruns_a_trial_its_killed_process_left_running(tmp_path) -> None:
+    from search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    first, _, _ = run(storage=url, trials=6, driver="optuna-tpe", name="o")
+    stale = first.store.study.ask(first.store.distributions)  # as if the process died mid-candidate
+    genome = tuple(stale.params[g.name] for g in ToySpace().genes)
+    again, size, _ = run(storage=url, trials=10, driver="optuna-tpe", name="o")
+    states = {t.number: t for t in again.store.study.get_trials()}
+    assert states[stale.number].state == optuna.trial.TrialState.FAIL and states[stale.number].user_attrs["interrupted"]
+    records = again.store.records()
+    assert len(records) == 10 and size.calls == 4 and stale.number not in {r.number for r in records}
+    assert genome in {r.genome for r in records}  # asked again first, evaluated once
+    assert len(Store(url, "o", OBJECTIVES, ToySpace().genes)) == 10

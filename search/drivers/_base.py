@@ -7,13 +7,13 @@ from the start over a resumed run rebuilds exactly the population it had when it
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
-from search.objectives import Objective
-from search.store import TrialRecord
+from search.objectives import Constraint, Objective
+from search.store import Store, TrialRecord
 from spaces._base import Genome, SearchSpace
 
 
@@ -21,12 +21,16 @@ from spaces._base import Genome, SearchSpace
 class Proposal:
     genome: Genome
     source: str  # "unpruned", "uniform-0.5", "random", "nsga2-g3" ... (kept with the trial)
+    trial: Any = field(default=None, compare=False)  # the Optuna trial an Optuna driver asked for
 
 
 class Driver(abc.ABC):
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
         self.space, self.objectives = space, list(objectives)
         self.rng = np.random.default_rng(seed)
+
+    def bind(self, store: "Store", constraints: Sequence[Constraint]) -> None:
+        """Called once before the first ``ask`` (optional): drivers whose state is the store use it."""
 
     @abc.abstractmethod
     def ask(self) -> list[Proposal]:
