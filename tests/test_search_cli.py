@@ -81,6 +81,30 @@ def test_ctrl_c_stops_after_the_current_candidate_and_says_how_to_resume(tmp_pat
     assert all(state == "COMPLETE" for _, state, _ in rows)  # nothing left half-written
 
 
+@pytest.mark.slow
+def test_sigkill_of_an_optuna_driven_search_loses_nothing_and_reruns_the_killed_candidate(tmp_path: Path) -> None:
+    args = ["search", *FAST, "--driver", "optuna-tpe", "--trials", "20", "--run", "o", "--no-progress"]
+    proc = archprune(*args, cwd=tmp_path)
+    db = tmp_path / "results" / "o" / "study.db"
+    deadline = time.monotonic() + 120
+    while len(finished_trials(db)) < 6 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r[0]: r for r in finished_trials(db)}
+    again = archprune(*args, cwd=tmp_path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    with sqlite3.connect(db) as con:
+        interrupted = {n for (n,) in con.execute(
+            "SELECT t.number FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+            "WHERE a.key = 'interrupted'")}
+    rows = [r for r in finished_trials(db) if r[0] not in interrupted]
+    complete = [r for r in rows if r[1] == "COMPLETE"]
+    assert all(before[n] == r for n, r in ((r[0], r) for r in rows) if n in before)  # nothing finished was lost
+    assert len(complete) == 20 and len({r[2] for r in complete}) == 20  # 20 distinct candidates, none twice
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
@@ -154,6 +178,7 @@ BAD_INPUTS = {
     "impossible constraint": (["--constraint", "flops_g<=0.00001"], "can never be met"),
     "out-of-range constraint": (["--constraint", "map50_95>=1.5"], "can never be met"),
     "malformed constraint": (["--constraint", "latency_ms<20"], "is not 'name<=value'"),
+    "unreachable storage": (["--storage", "sqlite:////nonexistent-dir/x/study.db"], "cannot open storage"),
 }
 
 
