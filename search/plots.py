@@ -11,6 +11,9 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import moocore
+import numpy as np
+
 from search.objectives import METRICS, Objective
 from search.pareto import ParetoFront
 from search.store import TrialRecord
@@ -28,10 +31,12 @@ def _finite(records: Sequence[TrialRecord], i: int, j: int) -> list[TrialRecord]
 
 def _pair_front(front: Sequence[TrialRecord], objectives: Sequence[Objective], i: int, j: int) -> list[TrialRecord]:
     """Front points non-dominated in the (i, j) projection, sorted along objective i."""
-    sign = [1.0 if objectives[k].direction == "min" else -1.0 for k in (i, j)]
-    pts = [(r.values[i] * sign[0], r.values[j] * sign[1], r) for r in front]
-    keep = [p for p in pts if not any(q[0] <= p[0] and q[1] <= p[1] and (q[0], q[1]) != (p[0], p[1]) for q in pts)]
-    return [p[2] for p in sorted(keep, key=lambda p: p[0] * sign[0])]
+    if not front:
+        return []
+    sign = np.array([1.0 if objectives[k].direction == "min" else -1.0 for k in (i, j)])
+    points = np.array([(r.values[i], r.values[j]) for r in front], dtype=float) * sign
+    keep = moocore.is_nondominated(points, keep_weakly=True)  # the same library as the front itself
+    return sorted((r for r, k in zip(front, keep) if k), key=lambda r: r.values[i])
 
 
 def _pairs(n: int) -> list[tuple[int, int]]:

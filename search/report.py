@@ -19,9 +19,8 @@ def front_json(pf: ParetoFront) -> dict[str, Any]:
     """The ``--json`` object: objectives, front, hypervolume, reference point, trial count (plus the knee)."""
     return {
         "objectives": [{"name": o.name, "direction": o.direction} for o in pf.objectives],
-        "front": [{"trial": r.number, **{c: _num(r.metrics.get(c)) for c in _columns(pf)},
-                   **{o.name: _num(v) for o, v in zip(pf.objectives, r.values)}, "source": r.source,
-                   **({"arch_str": r.config["arch_str"]} if "arch_str" in r.config else {})} for r in pf.front],
+        "front": [{k: _num(v) if isinstance(v, float) else v for k, v in row.items() if k != "knee"}
+                  for row in front_rows(pf)],
         "hypervolume": pf.hypervolume,
         "reference_point": pf.reference_point,
         "n_trials": pf.n_trials,

@@ -50,6 +50,15 @@ class TrialRecord:
         return not self.failed and self.violation == 0.0 and all(math.isfinite(v) for v in self.values)
 
 
+def _make_record(number: int, genome: Genome, state: TrialState, values: Sequence[float] | None,
+                 user_attrs: dict[str, Any], constraints: dict[str, float] | None) -> TrialRecord:
+    """One way from a trial's stored fields to a record, for trials read and trials just written."""
+    return TrialRecord(number=number, genome=tuple(genome), failed=state == TrialState.FAIL,
+                       values=tuple(values or ()), metrics=dict(user_attrs.get("metrics", {})),
+                       constraints=dict(constraints or {}), config=dict(user_attrs.get("config", {})),
+                       source=str(user_attrs.get("source", "")), error=user_attrs.get("error"))
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url == "memory":
         return optuna.storages.InMemoryStorage()
@@ -100,11 +109,7 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
     def _record(self, trial: optuna.trial.FrozenTrial) -> TrialRecord:
         genome = tuple(int(trial.params[g.name]) for g in self.genes)
-        attrs = trial.user_attrs
-        return TrialRecord(number=trial.number, genome=genome, failed=trial.state == TrialState.FAIL,
-                           values=tuple(trial.values or ()), metrics=dict(attrs.get("metrics", {})),
-                           constraints=dict(trial.constraints), config=dict(attrs.get("config", {})),
-                           source=str(attrs.get("source", "")), error=attrs.get("error"))
+        return _make_record(trial.number, genome, trial.state, trial.values, trial.user_attrs, trial.constraints)
 
     def lookup(self, genome: Genome) -> TrialRecord | None:
         return self._by_genome.get(tuple(genome))
@@ -134,10 +139,7 @@ class Store:
             # when several processes write to one study)
             trial_id = self.storage.create_new_trial(self._study_id, template_trial=trial)
             number = self.storage.get_trial_number_from_id(trial_id)
-        record = TrialRecord(number=number, genome=tuple(genome), failed=state == TrialState.FAIL,
-                             values=tuple(values or ()), metrics=dict(user_attrs.get("metrics", {})),
-                             constraints=dict(constraints or {}), config=dict(user_attrs.get("config", {})),
-                             source=str(user_attrs.get("source", "")), error=user_attrs.get("error"))
+        record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
         self._by_genome.setdefault(record.genome, record)
         return record
 

@@ -107,7 +107,11 @@ class ChannelSpace(SearchSpace):
 
     def uniform(self, ratio: float) -> Genome:
         """Every group at the choice nearest ``ratio`` of its channels (the uniform baselines)."""
-        return tuple(int(np.argmin([abs(c - ratio * self._full[g.name]) for c in g.choices])) for g in self.genes)
+        return tuple(self._nearest_choice(g, ratio) for g in self.genes)
+
+    def _nearest_choice(self, gene: Gene, ratio: float) -> int:
+        """Index of the channel count nearest ``ratio`` of the group's full width."""
+        return int(np.argmin([abs(c - ratio * self._full[gene.name]) for c in gene.choices]))
 
     def sample(self, rng: np.random.Generator) -> Genome:
         """A random genome spread over model sizes: one keep ratio per candidate (uniform in
@@ -115,12 +119,8 @@ class ChannelSpace(SearchSpace):
         at the same mid size (the average of many independent choices), leaving small and
         near-unpruned models unexplored."""
         centre = rng.uniform(min(self.ratios), 1.0)
-        genome = []
-        for gene in self.genes:
-            ratio = float(np.clip(centre + rng.normal(0.0, 0.1), 0.0, 1.0))
-            full = self._full[gene.name]
-            genome.append(int(np.argmin([abs(c - ratio * full) for c in gene.choices])))
-        return tuple(genome)
+        return tuple(self._nearest_choice(g, float(np.clip(centre + rng.normal(0.0, 0.1), 0.0, 1.0)))
+                     for g in self.genes)
 
     def baselines(self) -> list[tuple[str, Genome]]:
         """The unpruned model and uniform keep ratios 87.5% ... 25%: every search starts from them,
