@@ -27,6 +27,16 @@ class Outcome:
     error: str | None = None
     traceback: str = ""
 
+    def then(self, later: Outcome) -> Outcome:
+        """This stage's outcome followed by a later stage's (the config and the first error win)."""
+        timings = dict(self.timings)
+        for key, value in later.timings.items():
+            timings[key] = timings.get(key, 0.0) + value if key in ("build_s", "total_s") else value
+        return Outcome(config=self.config or later.config, metrics={**self.metrics, **later.metrics},
+                       constraints={**self.constraints, **later.constraints}, timings=timings,
+                       skipped=self.skipped + later.skipped, error=self.error or later.error,
+                       traceback=self.traceback or later.traceback)
+
 
 class EvaluationPipeline:
     def __init__(self, space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequence[Objective],
@@ -35,21 +45,31 @@ class EvaluationPipeline:
         self.evaluators = sorted(evaluators, key=lambda e: e.cost)  # cheapest first
         self.objectives, self.constraints = list(objectives), list(constraints)
         provided = {m for e in self.evaluators for m in e.metric_names}
-        self.builds_model = any(e.needs_model for e in self.evaluators)  # a table lookup never builds the net
         for name in [o.name for o in self.objectives] + [c.name for c in self.constraints]:
             if name not in provided:
                 raise ArchpruneError(f"no evaluator computes {name!r}; the evaluators give {', '.join(sorted(provided))}")
 
-    def evaluate(self, genome: Genome) -> Outcome:
+    def stages(self, pinned: str) -> list[list[str]]:
+        """The evaluator names split around the ``pinned`` one (cheaper ones, it, dearer ones), in cost
+        order: how a cluster runs latency on the target device and the rest anywhere, stage by stage."""
+        names = [e.name for e in self.evaluators]
+        if pinned not in names:
+            return [names]
+        at = names.index(pinned)
+        return [part for part in (names[:at], [pinned], names[at + 1:]) if part]
+
+    def evaluate(self, genome: Genome, only: Sequence[str] | None = None) -> Outcome:
+        """Score ``genome`` with every evaluator, or with the ones named in ``only`` (one stage)."""
         out = Outcome()
         start = time.perf_counter()
+        evaluators = self.evaluators if only is None else [e for e in self.evaluators if e.name in only]
         try:
             out.config = self.space.to_config(genome)
             tick = time.perf_counter()
-            model = self.space.build(genome) if self.builds_model else None
+            model = self.space.build(genome) if any(e.needs_model for e in evaluators) else None
             out.timings["build_s"] = time.perf_counter() - tick
             candidate = Candidate(model=model, imgsz=self.imgsz, genome=tuple(genome), config=out.config)
-            for index, evaluator in enumerate(self.evaluators):
+            for index, evaluator in enumerate(evaluators):
                 tick = time.perf_counter()
                 evaluator.last_timings = {}
                 out.metrics.update(evaluator.evaluate(candidate))
@@ -59,7 +79,7 @@ class EvaluationPipeline:
                     if str(c) not in out.constraints and c.name in out.metrics:
                         out.constraints[str(c)] = float(c.violation(float(out.metrics[c.name])))
                 if any(v > 0 for v in out.constraints.values()):
-                    out.skipped = [m for e in self.evaluators[index + 1:] for m in e.metric_names]
+                    out.skipped = [m for e in evaluators[index + 1:] for m in e.metric_names]
                     break
         except KeyboardInterrupt:
             raise

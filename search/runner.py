@@ -7,24 +7,26 @@ the same search again resumes it exactly where it stopped.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
 from evaluators._base import Evaluator
-from search.drivers import DRIVERS, Driver
+from search.drivers import DRIVERS, Driver, Proposal
 from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
 from search.pareto import non_dominated
-from search.pipeline import EvaluationPipeline
+from search.pipeline import EvaluationPipeline, Outcome
 from search.store import Store, TrialRecord
-from spaces._base import SearchSpace
+from spaces._base import Genome, SearchSpace
 from spaces.errors import ArchpruneError
 
 STALL_LIMIT = 50  # asks in a row with nothing new: the driver only re-proposes what it proposed before
@@ -92,86 +94,166 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
            trials: int | None = None, time_budget_s: float | None = None, seed: int = 0,
            progress: bool = True, log: Callable[[str], None] | None = None,
            study_attrs: dict[str, Any] | None = None, executor: str = "inline",
-           candidate_timeout_s: float | None = None) -> SearchResult:
+           candidate_timeout_s: float | None = None, workers: int = 1, dask: str | None = None,
+           latency_resource: str | None = None) -> SearchResult:
     """Search ``space`` for candidates that are good on ``objectives`` and meet ``constraints``.
 
     Stops when the store holds ``trials`` trials, after ``time_budget_s`` seconds of this call, or
-    on Ctrl-C / SIGTERM (after the current candidate). Running it again with the same arguments and
-    storage resumes. ``executor="process"`` evaluates in a worker process that is killed when a
-    candidate runs past ``candidate_timeout_s`` (the space and evaluators must pickle).
+    on Ctrl-C / SIGTERM (after the candidates in flight). Running it again with the same arguments
+    and storage resumes. ``executor="process"`` evaluates in a worker process that is killed when a
+    candidate runs past ``candidate_timeout_s`` (the space and evaluators must pickle);
+    ``workers=N`` keeps N such processes busy; ``dask="local:N"`` or ``"tcp://HOST:8786"``
+    evaluates on a Dask cluster, latency on workers with ``latency_resource`` when given.
     """
     if trials is None and time_budget_s is None:
         raise ArchpruneError("give trials or a time budget: a search needs a stopping rule")
     pipeline = EvaluationPipeline(space, evaluators, objectives, constraints, imgsz)
-    runner = make_executor(executor, pipeline, candidate_timeout_s)
+    store = Store(storage, run, objectives, space.genes)  # before the workers start: a bad URL fails fast
+    runner = make_executor(executor, pipeline, candidate_timeout_s, workers=workers, dask=dask,
+                           latency_resource=latency_resource)
     try:
-        return _search_loop(space, objectives, constraints, runner, driver, driver_options, storage, run, trials,
-                            time_budget_s, seed, progress, log or (lambda line: None), study_attrs)
+        return _Loop(space, objectives, store, runner, log or (lambda line: None)).run(
+            driver, driver_options, constraints, trials, time_budget_s, seed, progress, study_attrs)
     finally:
         runner.close()
 
 
-def _search_loop(space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                 runner: Executor, driver: str | Driver,
-                 driver_options: dict[str, Any] | None, storage: str, run: str, trials: int | None,
-                 time_budget_s: float | None, seed: int, progress: bool, log: Callable[[str], None],
-                 study_attrs: dict[str, Any] | None) -> SearchResult:
-    store = Store(storage, run, objectives, space.genes)
-    for key, value in (study_attrs or {}).items():
-        store.study.set_user_attr(key, value)
-    the_driver = driver if isinstance(driver, Driver) else make_driver(driver, space, objectives, seed, driver_options)
-    the_driver.bind(store, constraints)
-    flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
-    start, evaluated, stalled = time.monotonic(), 0, 0
-    proposed: set[tuple[int, ...]] = set()  # genomes this call's driver has proposed (replay included)
-    if len(store):
-        log(f"resuming run {run!r}: {len(store)} trials already in the store")
-    bar = tqdm(total=trials, initial=min(len(store), trials or len(store)), unit="cand", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr, desc="search")
-    _set_postfix(bar, store, objectives)
-    stopped = "trials"
-    with _signals(flag):
-        while True:
-            if trials is not None and len(store) >= trials:
-                stopped = "trials"
-                break
-            proposals = the_driver.ask()
-            records: list[TrialRecord] = []
-            new_in_batch = 0  # proposals this driver never made before: replayed ones count, repeats do not
-            for index, proposal in enumerate(proposals):
-                genome = space.validate(proposal.genome)
-                new_in_batch += genome not in proposed
-                proposed.add(genome)
-                record = store.lookup(genome)
-                if record is not None and proposal.trial is not None:
-                    store.close_duplicate(proposal.trial, record)
-                if record is None:
-                    stop = _should_stop(flag, store, trials, time_budget_s, start)
-                    if stop:
-                        stopped = stop
-                        for left in proposals[index:]:  # asked but never evaluated: asked again next time
-                            if left.trial is not None:
-                                store.abandon(left.trial, stop)
+@dataclass
+class _Batch:
+    """One ``ask``: its proposals wait for their records, then the driver is told."""
+
+    proposals: list[Proposal]
+    records: list[TrialRecord | None]
+    new: int  # proposals this driver never made before (a replay counts, a repeat does not)
+
+    @property
+    def complete(self) -> bool:
+        return all(r is not None for r in self.records)
+
+
+class _Loop:
+    """Keeps ``executor.capacity`` candidates in flight and writes each to the store as it finishes.
+
+    A generational driver (DEAP NSGA-II, random) is asked again only once its whole batch is
+    told, so its results do not depend on which worker finishes first; an asynchronous one
+    (Optuna) is asked whenever a worker is free.
+    """
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], store: Store, executor: Executor,
+                 log: Callable[[str], None]) -> None:
+        self.space, self.objectives, self.store, self.executor, self.log = space, objectives, store, executor, log
+        self.inflight: dict[Future[Outcome], tuple[Genome, Proposal]] = {}
+        self.queued: collections.deque[tuple[Genome, Proposal]] = collections.deque()
+        self.waiting: dict[Genome, list[tuple[_Batch, int]]] = {}  # candidate -> batch slots it answers
+        self.batches: list[_Batch] = []
+        self.proposed: set[Genome] = set()  # every genome this call's driver proposed (replay included)
+        self.evaluated = self.stalled = 0
+
+    def run(self, driver: str | Driver, driver_options: dict[str, Any] | None, constraints: Sequence[Constraint],
+            trials: int | None, time_budget_s: float | None, seed: int, progress: bool,
+            study_attrs: dict[str, Any] | None) -> SearchResult:
+        store, log = self.store, self.log
+        for key, value in (study_attrs or {}).items():
+            store.study.set_user_attr(key, value)
+        self.driver = driver if isinstance(driver, Driver) else make_driver(
+            driver, self.space, self.objectives, seed, driver_options)
+        self.driver.bind(store, constraints)
+        flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
+        start = time.monotonic()
+        if len(store):
+            log(f"resuming run {store.run!r}: {len(store)} trials already in the store")
+        self.bar = tqdm(total=trials, initial=min(len(store), trials or len(store)), unit="cand",
+                        disable=not progress, dynamic_ncols=True, file=sys.stderr, desc="search")
+        _set_postfix(self.bar, store, self.objectives)
+        stopped: str | None = None
+        with _signals(flag):
+            while True:
+                stopped = stopped or _should_stop(flag, store, trials, time_budget_s, start)
+                if not stopped:
+                    stopped = self._fill(trials)
+                if not self.inflight:
+                    if stopped:
                         break
-                    record = _evaluate_and_store(runner, store, genome, proposal.source, log, objectives,
-                                                 proposal.trial)
-                    evaluated += 1
-                    bar.update(1)
-                    _set_postfix(bar, store, objectives)
-                records.append(record)
-            else:
-                the_driver.tell(proposals, records)
-                stalled = 0 if new_in_batch else stalled + 1
-                if stalled >= STALL_LIMIT:
-                    stopped = "exhausted"
-                    log(f"the driver proposed only known candidates {STALL_LIMIT} times in a row: stopping")
-                    break
+                    continue
+                finished, _ = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._finish(future)
+        for genome, proposal in self.queued:  # asked but never evaluated: asked again next time
+            if proposal.trial is not None:
+                store.abandon(proposal.trial, stopped or "stopped")
+        self.bar.close()
+        front = non_dominated(store.records(), self.objectives)
+        log(f"stopped ({stopped}) after {self.evaluated} new trials; {len(store)} trials in the store, "
+            f"front of {len(front)}")
+        return SearchResult(store=store, evaluated=self.evaluated, stopped=stopped or "trials", front=front)
+
+    def _fill(self, trials: int | None) -> str | None:
+        """Submit work until every worker is busy; a reason to stop when the driver has nothing new."""
+        while len(self.inflight) < self.executor.capacity:
+            if trials is not None and len(self.store) + len(self.inflight) >= trials:
+                return None
+            if self.queued:
+                genome, proposal = self.queued.popleft()
+                self.inflight[self.executor.submit(genome)] = (genome, proposal)
                 continue
-            break  # the inner loop broke: a stopping rule fired mid-batch
-    bar.close()
-    front = non_dominated(store.records(), objectives)
-    log(f"stopped ({stopped}) after {evaluated} new trials; {len(store)} trials in the store, front of {len(front)}")
-    return SearchResult(store=store, evaluated=evaluated, stopped=stopped, front=front)
+            if self.batches and not self.driver.asynchronous:
+                return None  # a generation is still being evaluated
+            self._ask()
+            if self.stalled >= STALL_LIMIT:
+                self.log(f"the driver proposed only known candidates {STALL_LIMIT} times in a row: stopping")
+                return "exhausted"
+        return None
+
+    def _ask(self) -> None:
+        proposals = self.driver.ask()
+        batch = _Batch(list(proposals), [None] * len(proposals), 0)
+        shared = self.driver.asynchronous  # may share its study with other processes (Optuna)
+        if shared:
+            self.store.refresh()  # what the other processes finished meanwhile
+        for index, proposal in enumerate(proposals):
+            genome = self.space.validate(proposal.genome)
+            batch.new += genome not in self.proposed
+            self.proposed.add(genome)
+            record = self.store.lookup(genome)
+            if record is not None:
+                if proposal.trial is not None:
+                    self.store.close_duplicate(proposal.trial, record.number)
+                batch.records[index] = record
+            elif genome in self.waiting:  # already queued or in flight: answered when that one finishes
+                if proposal.trial is not None:
+                    first = self.waiting[genome][0][0].proposals[self.waiting[genome][0][1]].trial
+                    self.store.close_duplicate(proposal.trial, first.number if first is not None else None)
+                self.waiting[genome].append((batch, index))
+            elif shared and proposal.trial is not None and (other := self.store.running_elsewhere(genome)) is not None:
+                self.store.close_duplicate(proposal.trial, other)  # another process is on it
+                batch.records[index] = _placeholder(genome)
+            else:
+                self.waiting[genome] = [(batch, index)]
+                self.queued.append((genome, proposal))
+        self.batches.append(batch)
+        self._tell_complete()
+
+    def _finish(self, future: Future[Outcome]) -> None:
+        genome, proposal = self.inflight.pop(future)
+        record = _store_outcome(future.result(), self.store, genome, proposal.source, self.log, self.objectives,
+                                proposal.trial)
+        self.evaluated += 1
+        self.bar.update(1)
+        _set_postfix(self.bar, self.store, self.objectives)
+        for batch, index in self.waiting.pop(genome, []):
+            batch.records[index] = record
+        self._tell_complete()
+
+    def _tell_complete(self) -> None:
+        while self.batches and self.batches[0].complete:  # in ask order: a driver hears back in sequence
+            batch = self.batches.pop(0)
+            self.driver.tell(batch.proposals, [r for r in batch.records if r is not None])
+            self.stalled = 0 if batch.new else self.stalled + 1
+
+
+def _placeholder(genome: Genome) -> TrialRecord:
+    """Stands for a candidate another process is evaluating (only asynchronous drivers see it; they ignore it)."""
+    return TrialRecord(number=-1, genome=genome, failed=True, error="evaluated by another process")
 
 
 def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_s: float | None,
@@ -185,9 +267,8 @@ def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_
     return None
 
 
-def _evaluate_and_store(runner: Executor, store: Store, genome: tuple[int, ...], source: str,
-                        log: Callable[[str], None], objectives: Sequence[Objective], asked: Any = None) -> TrialRecord:
-    outcome = runner.evaluate(genome)
+def _store_outcome(outcome: Outcome, store: Store, genome: Genome, source: str, log: Callable[[str], None],
+                   objectives: Sequence[Objective], asked: Any = None) -> TrialRecord:
     config = outcome.config
     timings = {k: round(v, 4) for k, v in outcome.timings.items()}
     if outcome.error is not None:

@@ -5,10 +5,21 @@ every metric, the timings, the readable config and where the candidate came from
 values go through Optuna's constraint attributes (positive = violated); a candidate whose
 evaluation raised is a FAIL trial carrying the error text. Each trial is written whole in one
 ``add_trial`` call, so a process killed at any moment leaves no half-written trial behind.
+
+Trials an Optuna driver asks for are RUNNING while they are evaluated. Several search processes
+may share one study (``--storage postgresql://...``): each asked trial names its worker
+(``host:pid``) and, in RDB storage, carries a heartbeat. A RUNNING trial whose worker is a dead
+process on this host, or whose heartbeat went stale, never finished: it is failed and its candidate
+queued to be asked again ("retry"), so a killed process costs only the candidate it was on. A FAIL
+trial without an ``error`` attribute is such a trial, not a failed candidate, and is never loaded.
 """
 from __future__ import annotations
 
+import datetime
 import math
+import os
+import socket
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -22,6 +33,32 @@ from spaces._base import Gene, Genome
 from spaces.errors import ArchpruneError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HEARTBEAT_S = 20  # a RUNNING trial silent for 3 heartbeats belongs to a lost process
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_gone(worker: str) -> bool:
+    """True for a worker of this host whose process no longer exists (other hosts: heartbeats decide)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial that never finished: ask its candidate again, first."""
+    study.enqueue_trial(trial.params, user_attrs={"source": "retry", "retry_of": trial.number})
 
 
 @dataclass
@@ -59,11 +96,14 @@ def _make_record(number: int, genome: Genome, state: TrialState, values: Sequenc
                        source=str(user_attrs.get("source", "")), error=user_attrs.get("error"))
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.BaseStorage:
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     try:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9, and what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                                              heartbeat_stale_trial_callback=_requeue)
     except Exception as err:  # SQLAlchemy raises many kinds; the user needs the URL and the reason
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchpruneError(f"cannot open storage {url!r}: {reason}") from None
@@ -72,11 +112,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 class Store:
     """A run's trials in an Optuna study named after the run."""
 
-    def __init__(self, url: str, run: str, objectives: Sequence[Objective], genes: Sequence[Gene] | None) -> None:
+    def __init__(self, url: str, run: str, objectives: Sequence[Objective], genes: Sequence[Gene] | None,
+                 heartbeat_s: int = HEARTBEAT_S) -> None:
         """``genes=None`` reads a finished run without rebuilding its space (the gene names and
         ranges come from the stored trials)."""
         self.url, self.run, self.objectives = url, run, list(objectives)
-        self.storage = open_storage(url)
+        self.storage = open_storage(url, heartbeat_s)
+        self.heartbeat_s = heartbeat_s
+        self._live: set[int] = set()  # trial ids this process asked for and has not finished
+        self._beating: threading.Thread | None = None
         directions = ["minimize" if o.direction == "min" else "maximize" for o in self.objectives]
         names = [o.name for o in self.objectives]
         self.study = optuna.create_study(study_name=run, storage=self.storage, directions=directions,
@@ -94,11 +138,21 @@ class Store:
         self.genes = list(genes) if genes is not None else self._stored_genes()
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
         self._by_genome: dict[Genome, TrialRecord] = {}
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if trial.user_attrs.get("interrupted"):
-                continue  # never finished: not a trial of the run (its candidate is asked again)
+        self._loaded: set[int] = set()
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Load trials finished since the last look (by other processes sharing the study); how many."""
+        before = len(self._by_genome)
+        for trial in self.study.get_trials(deepcopy=False, states=FINISHED):
+            if trial.number in self._loaded:
+                continue
+            self._loaded.add(trial.number)
+            if trial.state == TrialState.FAIL and "error" not in trial.user_attrs:
+                continue  # never finished (interrupted, stale): not a trial of the run; asked again
             record = self._record(trial)
             self._by_genome.setdefault(record.genome, record)
+        return len(self._by_genome) - before
 
     def _stored_genes(self) -> list[Gene]:
         for trial in self.study.get_trials(deepcopy=False):
@@ -123,12 +177,7 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
     def _add(self, genome: Genome, state: TrialState, values: list[float] | None, user_attrs: dict[str, Any],
              constraints: dict[str, float] | None, asked: optuna.Trial | None = None) -> TrialRecord:
-        if asked is not None:  # an Optuna driver asked for this trial: finish it rather than add another
-            for key, value in user_attrs.items():
-                asked.set_user_attr(key, value)
-            for key, value in (constraints or {}).items():
-                asked.set_constraint(key, value)
-            self.study.tell(asked, values, state=state)
+        if asked is not None and self._finish_asked(asked, state, values, user_attrs, constraints):
             number = asked.number
         else:
             params = {g.name: int(choice) for g, choice in zip(self.genes, genome)}
@@ -140,8 +189,26 @@ class Store:
             trial_id = self.storage.create_new_trial(self._study_id, template_trial=trial)
             number = self.storage.get_trial_number_from_id(trial_id)
         record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
+        self._loaded.add(number)
         self._by_genome.setdefault(record.genome, record)
         return record
+
+    def _finish_asked(self, asked: optuna.Trial, state: TrialState, values: list[float] | None,
+                      user_attrs: dict[str, Any], constraints: dict[str, float] | None) -> bool:
+        """Finish the trial an Optuna driver asked for; False when it is no longer ours to finish
+        (another process judged it stale, e.g. after a long pause): the caller adds a new trial."""
+        self._live.discard(asked._trial_id)
+        try:
+            for key, value in user_attrs.items():
+                asked.set_user_attr(key, value)
+            for key, value in (constraints or {}).items():
+                asked.set_constraint(key, value)
+            self.study.tell(asked, values, state=state)
+        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            if self.storage.get_trial(asked._trial_id).state != TrialState.FAIL:
+                raise
+            return False
+        return True
 
     def add_complete(self, genome: Genome, metrics: dict[str, Any], constraints: dict[str, float],
                      config: dict[str, Any], timings: dict[str, float], source: str,
@@ -158,24 +225,92 @@ class Store:
         return self._add(genome, TrialState.FAIL, None, attrs, None, asked)
 
     # -- trials an Optuna driver asked for ---------------------------------------------------
-    def close_duplicate(self, asked: optuna.Trial, record: TrialRecord) -> None:
-        """An asked candidate already in the store: answered from it, so this trial is PRUNED (not counted)."""
-        asked.set_user_attr("duplicate_of", record.number)
+    def ask(self) -> optuna.Trial:
+        """A new (or queued) trial for this process, marked with its worker and kept alive by heartbeats."""
+        self.recover_stale()
+        with warnings.catch_warnings():  # Optuna would like heartbeats only inside Study.optimize
+            warnings.simplefilter("ignore")
+            trial = self.study.ask(self.distributions)
+        trial.set_user_attr("worker", worker_id())
+        self._live.add(trial._trial_id)
+        self._start_heartbeat()
+        return trial
+
+    def close_duplicate(self, asked: optuna.Trial, of: int | None) -> None:
+        """An asked candidate already in the store, or being evaluated: answered from there, so this
+        trial is PRUNED (not counted)."""
+        self._live.discard(asked._trial_id)
+        if of is not None:
+            asked.set_user_attr("duplicate_of", of)
         self.study.tell(asked, state=TrialState.PRUNED)
 
     def abandon(self, asked: optuna.Trial, reason: str) -> None:
         """A trial asked but never evaluated (the search stopped): FAIL it as interrupted and queue
         its candidate to be asked first next time."""
+        self._live.discard(asked._trial_id)
         asked.set_user_attr("interrupted", reason)
         self.study.tell(asked, state=TrialState.FAIL)
         self.study.enqueue_trial(asked.params, user_attrs={"source": "retry"})
 
-    def recover_interrupted(self) -> int:
-        """RUNNING trials left by a killed search process (one process per run): FAIL them as
-        interrupted and queue their candidates again. Returns how many."""
-        stale = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in stale:
-            self.storage.set_trial_user_attr(trial._trial_id, "interrupted", "the search process stopped during it")
-            self.study.tell(trial.number, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={"source": "retry"})
-        return len(stale)
+    def running_elsewhere(self, genome: Genome) -> int | None:
+        """The number of a RUNNING trial of another worker on this candidate (shared studies), if any."""
+        params = {g.name: int(c) for g, c in zip(self.genes, genome)}
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial._trial_id not in self._live and trial.params == params:
+                return trial.number
+        return None
+
+    def other_workers(self) -> set[str]:
+        """Workers of other live processes with RUNNING trials in this study."""
+        mine = worker_id()
+        return {str(t.user_attrs.get("worker")) for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.user_attrs.get("worker") not in (None, mine) and not _process_gone(str(t.user_attrs["worker"]))}
+
+    def recover_stale(self) -> int:
+        """Fail and re-queue RUNNING trials nobody is working on: their worker is a dead process on
+        this host, (RDB storage) their heartbeat went stale, or they never got a worker and are older
+        than three heartbeats. How many."""
+        recovered = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            before = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            optuna.storages.fail_stale_trials(self.study)  # heartbeats: any host; re-queued by _requeue
+            recovered += len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get("worker")
+            if trial._trial_id in self._live:
+                continue
+            if worker is None:  # asked a moment ago (the worker is written right after), or by old code
+                started = trial.datetime_start or datetime.datetime.now()
+                if (datetime.datetime.now() - started).total_seconds() < 3 * self.heartbeat_s:
+                    continue
+            elif not _process_gone(str(worker)):
+                continue
+            try:
+                self.storage.set_trial_user_attr(trial._trial_id, "interrupted", f"its worker {worker} is gone")
+                if not self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    continue
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another process recovered it first
+            _requeue(self.study, trial)
+            recovered += 1
+        return recovered
+
+    def _start_heartbeat(self) -> None:
+        if self._beating is not None or not isinstance(self.storage, optuna.storages.RDBStorage):
+            return
+        self._beat_once()
+        self._beating = threading.Thread(target=self._beat_forever, name="archprune-heartbeat", daemon=True)
+        self._beating.start()
+
+    def _beat_once(self) -> None:
+        for trial_id in list(self._live):
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception:  # a trial finished meanwhile, or the database blinked: the next beat retries
+                pass
+
+    def _beat_forever(self) -> None:
+        while True:  # daemon thread: ends with the process, which is what a heartbeat must do
+            threading.Event().wait(self.heartbeat_s / 2)
+            self._beat_once()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
 
 import optuna
 import pytest
@@ -168,7 +170,7 @@ def test_a_hung_candidate_times_out_and_a_dying_worker_costs_only_its_candidate(
     records = result.store.records()
     assert [r.genome for r in records] == [hang, crash, *[g for _, g in space.baselines()]]
     assert records[0].failed and "TimeoutError" in records[0].error and "3 s" in records[0].error
-    assert records[1].failed and "WorkerDied" in records[1].error
+    assert records[1].failed and "WorkerDied" in records[1].error and "twice" in records[1].error  # re-run once
     assert not records[2].failed and not records[3].failed  # fresh workers went on
 
 
@@ -177,7 +179,10 @@ def test_optuna_driver_reruns_a_trial_its_killed_process_left_running(tmp_path) 
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
     first, _, _ = run(storage=url, trials=6, driver="optuna-tpe", name="o")
-    stale = first.store.study.ask(first.store.distributions)  # as if the process died mid-candidate
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer exists on this host
+    stale = first.store.study.ask(first.store.distributions)  # as if that process died mid-candidate
+    stale.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
     genome = tuple(stale.params[g.name] for g in ToySpace().genes)
     again, size, _ = run(storage=url, trials=10, driver="optuna-tpe", name="o")
     states = {t.number: t for t in again.store.study.get_trials()}

@@ -25,6 +25,10 @@ class Proposal:
 
 
 class Driver(abc.ABC):
+    #: False: ``ask`` again only after ``tell`` (a generation at a time). True: the driver can be asked
+    #: while earlier proposals are still being evaluated (Optuna), so every worker stays busy
+    asynchronous: bool = False
+
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
         self.space, self.objectives = space, list(objectives)
         self.rng = np.random.default_rng(seed)
