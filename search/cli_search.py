@@ -39,6 +39,10 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--finetune-steps": ("finetune_steps", dict(type=int, help="steps of the finetune proxy (default 200)")),
     "--executor": ("executor", dict(help="process (default: a worker killed past --candidate-timeout) or inline")),
     "--candidate-timeout": ("candidate_timeout", dict(help="give up on a candidate after this long (default 10m)")),
+    "--workers": ("workers", dict(type=int, help="evaluate N candidates at once in N worker processes (default 1)")),
+    "--dask": ("dask", dict(help="evaluate on Dask: local:N (a LocalCluster) or tcp://HOST:8786 (`dask scheduler`)")),
+    "--latency-resource": ("latency_resource", dict(help="measure latency only on Dask workers started with "
+                                                        "--resources \"NAME=1\" (the target device)")),
     "--storage": ("storage", dict(help="Optuna storage URL (default sqlite:///results/<run>/study.db; 'memory')")),
     "--results": ("results", dict(help="folder runs live in (default results)")),
 }

@@ -129,6 +129,15 @@ def channel_search_parts(settings: RunSettings) -> tuple[ChannelSpace, list[Eval
     return space, build_evaluators(settings, data, imgsz), imgsz, what
 
 
+def _where(settings: RunSettings) -> str:
+    if settings.dask:
+        pinned = f", latency on workers with resource {settings.latency_resource}" if settings.latency_resource else ""
+        return f"on Dask {settings.dask}{pinned}"
+    if settings.workers > 1:
+        return f"in {settings.workers} worker processes"
+    return "in the search process" if settings.executor == "inline" else "in a worker process"
+
+
 def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
     settings.check()
     check_against_stored(settings)
@@ -142,7 +151,7 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
     log = file_logger(run_dir / "search.log")
     head = (f"run {settings.run_name()}: {settings.driver} over {what}; objectives {settings.objectives}"
             + (f"; constraints {', '.join(settings.constraints)}" if settings.constraints else "")
-            + f"; store {settings.storage_url()}")
+            + f"; store {settings.storage_url()}; evaluations {_where(settings)}")
     say(head)
     log(head)
     options = {"population": settings.population, "offspring": settings.offspring,
@@ -151,6 +160,7 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
                     driver=settings.driver, driver_options=options, storage=settings.storage_url(),
                     run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
                     seed=settings.seed, progress=progress, log=log, executor=settings.executor,
-                    candidate_timeout_s=settings.candidate_timeout_s,
+                    candidate_timeout_s=settings.candidate_timeout_s, workers=settings.workers,
+                    dask=settings.dask, latency_resource=settings.latency_resource,
                     study_attrs={"settings": settings.to_dict(), "imgsz": imgsz})
     return result

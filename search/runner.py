@@ -148,6 +148,8 @@ class _Loop:
         self.batches: list[_Batch] = []
         self.proposed: set[Genome] = set()  # every genome this call's driver proposed (replay included)
         self.evaluated = self.stalled = 0
+        self.trials: int | None = None
+        self.blocked_by_others = False  # the run's last trials are being evaluated by other processes
 
     def run(self, driver: str | Driver, driver_options: dict[str, Any] | None, constraints: Sequence[Constraint],
             trials: int | None, time_budget_s: float | None, seed: int, progress: bool,
@@ -158,6 +160,7 @@ class _Loop:
         self.driver = driver if isinstance(driver, Driver) else make_driver(
             driver, self.space, self.objectives, seed, driver_options)
         self.driver.bind(store, constraints)
+        self.trials = trials
         flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
         start = time.monotonic()
         if len(store):
@@ -174,6 +177,9 @@ class _Loop:
                 if not self.inflight:
                     if stopped:
                         break
+                    if self.blocked_by_others:  # the last trials are other processes': see how they end
+                        time.sleep(1.0)
+                        store.refresh()
                     continue
                 finished, _ = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -189,9 +195,16 @@ class _Loop:
 
     def _fill(self, trials: int | None) -> str | None:
         """Submit work until every worker is busy; a reason to stop when the driver has nothing new."""
-        while len(self.inflight) < self.executor.capacity:
+        self.blocked_by_others = False
+        while len(self.inflight) < self.executor.capacity and not self.blocked_by_others:
             if trials is not None and len(self.store) + len(self.inflight) >= trials:
                 return None
+            if trials is not None and self.driver.asynchronous and not self.queued:
+                # processes sharing the study: their running trials count too, or the run overshoots
+                others = self.store.running_others()
+                if others and len(self.store) + len(self.inflight) + others >= trials:
+                    self.blocked_by_others = not self.inflight
+                    return None
             if self.queued:
                 genome, proposal = self.queued.popleft()
                 self.inflight[self.executor.submit(genome)] = (genome, proposal)
@@ -211,6 +224,12 @@ class _Loop:
         if shared:
             self.store.refresh()  # what the other processes finished meanwhile
         for index, proposal in enumerate(proposals):
+            if shared and proposal.trial is not None and self.store.surplus(proposal.trial, self.trials):
+                # another process asked the last trial of the run first: give this one back
+                self.store.abandon(proposal.trial, "surplus: the run's trials are all taken", requeue=False)
+                batch.records[index] = _placeholder(tuple(proposal.genome))
+                self.blocked_by_others = not self.inflight
+                continue
             genome = self.space.validate(proposal.genome)
             batch.new += genome not in self.proposed
             self.proposed.add(genome)

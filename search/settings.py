@@ -24,7 +24,7 @@ EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead o
 # where the run is kept, not what it means: never part of the comparison
 LOCATION = {"run", "storage", "results"}
 # how candidates are evaluated, not what they score: may change between resumes
-OPERATIONAL = {"executor", "candidate_timeout"}
+OPERATIONAL = {"executor", "candidate_timeout", "workers", "dask", "latency_resource"}
 
 
 @dataclass
@@ -64,6 +64,9 @@ class RunSettings:
     # execution
     executor: str = "process"  # "process": a worker killed past candidate_timeout; "inline": in the search process
     candidate_timeout: str | None = "10m"
+    workers: int = 1  # worker processes on this machine (candidates in flight)
+    dask: str | None = None  # "local:N" or a scheduler address "tcp://HOST:8786"
+    latency_resource: str | None = None  # Dask worker resource that marks the target device
     # where
     storage: str | None = None
     results: str = "results"
@@ -113,6 +116,14 @@ class RunSettings:
         self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
         if self.executor not in ("process", "inline"):
             raise ArchpruneError(f"unknown executor {self.executor!r}; use 'process' (default) or 'inline'")
+        if int(self.workers) < 1:
+            raise ArchpruneError(f"--workers {self.workers}: give at least 1 worker process")
+        if self.workers > 1 and self.executor == "inline":
+            raise ArchpruneError("--executor inline evaluates one candidate at a time: drop --workers or the inline")
+        if self.workers > 1 and self.dask:
+            raise ArchpruneError("--workers and --dask both set the parallelism: give one (--dask local:N for N local workers)")
+        if self.latency_resource and not self.dask:
+            raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
                      "finetune_steps"):
             if int(getattr(self, name)) < 1:

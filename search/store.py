@@ -244,13 +244,24 @@ class Store:
             asked.set_user_attr("duplicate_of", of)
         self.study.tell(asked, state=TrialState.PRUNED)
 
-    def abandon(self, asked: optuna.Trial, reason: str) -> None:
+    def abandon(self, asked: optuna.Trial, reason: str, requeue: bool = True) -> None:
         """A trial asked but never evaluated (the search stopped): FAIL it as interrupted and queue
         its candidate to be asked first next time."""
         self._live.discard(asked._trial_id)
         asked.set_user_attr("interrupted", reason)
         self.study.tell(asked, state=TrialState.FAIL)
-        self.study.enqueue_trial(asked.params, user_attrs={"source": "retry"})
+        if requeue:
+            self.study.enqueue_trial(asked.params, user_attrs={"source": "retry"})
+
+    def surplus(self, asked: optuna.Trial, trials: int | None) -> bool:
+        """True when the run's ``trials`` are already finished or running in trials asked before this
+        one (several processes on one study): the earliest asks win, so the run does not overshoot."""
+        if trials is None:
+            return False
+        self.refresh()
+        earlier = sum(t.number < asked.number
+                      for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return len(self) + earlier >= trials
 
     def running_elsewhere(self, genome: Genome) -> int | None:
         """The number of a RUNNING trial of another worker on this candidate (shared studies), if any."""
@@ -259,6 +270,11 @@ class Store:
             if trial._trial_id not in self._live and trial.params == params:
                 return trial.number
         return None
+
+    def running_others(self) -> int:
+        """RUNNING trials of other processes sharing this study."""
+        return sum(t._trial_id not in self._live
+                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def other_workers(self) -> set[str]:
         """Workers of other live processes with RUNNING trials in this study."""

@@ -82,3 +82,44 @@ class TrapEvaluator(Evaluator):
         if tuple(candidate.genome) == self.die_on:
             os._exit(3)
         return {}
+
+
+class KillOnceEvaluator(Evaluator):
+    """Kills the process evaluating ``genome`` the first time only (a marker file remembers): a
+    worker lost mid-evaluation, as an out-of-memory kill would do."""
+
+    directions: dict[str, str] = {}
+    cost = 5
+    name = "killer"
+
+    def __init__(self, genome: tuple[int, ...], marker: str) -> None:
+        self.genome, self.marker = genome, marker
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        import os
+        import signal
+
+        if tuple(candidate.genome) == self.genome and not os.path.exists(self.marker):
+            with open(self.marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+
+class SlowEvaluator(Evaluator):
+    """Takes ``seconds`` per candidate and, after ``hang_after`` candidates, hangs: a test then kills
+    the search in the middle of a candidate for certain."""
+
+    directions: dict[str, str] = {}
+    cost = 5
+    name = "slow"
+
+    def __init__(self, seconds: float, hang_after: int | None = None) -> None:
+        self.seconds, self.hang_after, self.calls = seconds, hang_after, 0
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        import time
+
+        self.calls += 1
+        time.sleep(3600 if self.hang_after is not None and self.calls > self.hang_after else self.seconds)
+        return {}

@@ -179,7 +179,22 @@ BAD_INPUTS = {
     "out-of-range constraint": (["--constraint", "map50_95>=1.5"], "can never be met"),
     "malformed constraint": (["--constraint", "latency_ms<20"], "is not 'name<=value'"),
     "unreachable storage": (["--storage", "sqlite:////nonexistent-dir/x/study.db"], "cannot open storage"),
+    "no workers": (["--workers", "0"], "--workers 0: give at least 1"),
+    "unreachable dask": (["--dask", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+    "latency resource without dask": (["--latency-resource", "PHONE"], "use it with --dask"),
 }
+
+
+def test_a_storage_holding_the_run_with_other_objectives_is_refused(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    assert main(["search", *FAST, "--trials", "2", "--storage", url, "--run", "night", "--results", str(tmp_path),
+                 "--no-progress", "--executor", "inline"]) == 0
+    capsys.readouterr()
+    assert main(["search", *FAST, "--objectives", "flops_g:min", "--trials", "2", "--storage", url, "--run", "night",
+                 "--results", str(tmp_path / "elsewhere"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds run 'night' with objectives flops_g:min,params_m:min" in err, err
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

@@ -26,9 +26,7 @@ def make_executor(kind: str, pipeline: EvaluationPipeline, timeout_s: float | No
         return DaskExecutor(pipeline, dask, timeout_s=timeout_s, latency_resource=latency_resource)
     if latency_resource:
         raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
-    if workers != 1:
-        if kind == "inline" and workers > 1:
-            raise ArchpruneError("--executor inline evaluates one candidate at a time: drop --workers or the inline")
+    if workers != 1:  # N > 1 candidates at once means N worker processes, whatever the one-at-a-time kind
         return PoolExecutor(pipeline, workers, timeout_s=timeout_s)
     if kind == "inline":
         return InlineExecutor(pipeline)
