@@ -1,0 +1,30 @@
+"""grad_norm (Abdelfattah et al., ICLR 2021): how large the first gradient step would be.
+
+One minibatch, default-initialised weights, BN in train mode; score = sum over conv and linear layers
+of the L2 norm of dL/dw. L as in snip: cross-entropy for classifier logits, the seeded
+random-target regression surrogate of ``_base.task_loss`` for a detector.
+
+With ``reinit`` (default) the copy's layers are re-drawn with their own default initialisation under
+``seed``, so the score depends on the architecture and the seed only; ``reinit=False`` scores the
+model's own weights (e.g. a pruned pretrained detector).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from evaluators.zero_shot._base import (
+    DEFAULT_BATCH, ImgSize, device_of, model_inputs, reset_weights, scoring_copy, seeded, task_loss, weighted_layers)
+from evaluators.zero_shot.batches import Minibatch
+
+
+def grad_norm_score(model: nn.Module, imgsz: ImgSize, *, batch: int = DEFAULT_BATCH, seed: int = 0,
+                    data: Minibatch | None = None, channels: int = 3, reinit: bool = True) -> float:
+    """sum over layers of ||dL/dw||_2 over one batch (``data``, or a seeded Gaussian batch)."""
+    net = scoring_copy(model)
+    layers = weighted_layers(net)
+    with seeded(seed):
+        if reinit:
+            reset_weights(net)
+        x, labels = model_inputs(data, imgsz, batch, seed, channels, device_of(net))
+        task_loss(net(x), labels).backward()
+    return float(sum(m.weight.grad.norm() for m in layers if m.weight.grad is not None))

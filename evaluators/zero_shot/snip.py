@@ -1,0 +1,31 @@
+"""snip (Lee et al., ICLR 2019; as a zero-cost proxy, Abdelfattah et al., ICLR 2021): loss sensitivity.
+
+One minibatch, default-initialised weights, BN in train mode; score = sum over the weights of conv and
+linear layers of |dL/dw * w|. L is cross-entropy for a classifier and, for a detector or any
+model whose output is not (batch, classes) logits, the surrogate regression to a seeded random
+target described in ``_base.task_loss`` (no boxes needed).
+
+With ``reinit`` (default) the copy's layers are re-drawn with their own default initialisation under
+``seed``, so the score depends on the architecture and the seed only; ``reinit=False`` scores the
+model's own weights (e.g. a pruned pretrained detector).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from evaluators.zero_shot._base import (
+    DEFAULT_BATCH, ImgSize, device_of, model_inputs, reset_weights, scoring_copy, seeded, task_loss, weighted_layers)
+from evaluators.zero_shot.batches import Minibatch
+
+
+def snip_score(model: nn.Module, imgsz: ImgSize, *, batch: int = DEFAULT_BATCH, seed: int = 0,
+               data: Minibatch | None = None, channels: int = 3, reinit: bool = True) -> float:
+    """sum |dL/dw * w| over one batch (``data``, or a seeded Gaussian batch with random labels)."""
+    net = scoring_copy(model)
+    layers = weighted_layers(net)
+    with seeded(seed):
+        if reinit:
+            reset_weights(net)
+        x, labels = model_inputs(data, imgsz, batch, seed, channels, device_of(net))
+        task_loss(net(x), labels).backward()
+    return float(sum((m.weight.grad * m.weight.detach()).abs().sum() for m in layers if m.weight.grad is not None))
