@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from evaluators._base import Evaluator
-from search.objectives import Constraint
+from search.objectives import ZERO_SHOT_METRICS, Constraint
 from search.runner import SearchResult, search
 from search.settings import RunSettings, read_run_yaml, write_run_yaml
 from spaces._base import SearchSpace
@@ -19,6 +19,9 @@ from spaces.tp_compat import GRADIENT_IMPORTANCES
 
 LATENCY_METRICS = {"latency_ms", "latency_p90_ms"}
 ACCURACY_METRICS = {"map50_95", "map50"}
+#: --space blocks without budgets: those of a YOLOv8n-sized detector (the default structure's FLOPs
+#: and params at the run's image size) and YOLOv8n's 29 backbone convs
+BLOCK_LAYERS_BUDGET = 29
 
 
 def needed_metrics(settings: RunSettings) -> set[str]:
@@ -60,11 +63,20 @@ def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz:
                         keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration)
 
 
+def zero_shot_evaluators(settings: RunSettings, scores: set[str], data: Any = None) -> list[Evaluator]:
+    if not scores:
+        return []
+    from evaluators.zero_shot_evaluator import ZeroShotEvaluator
+
+    return [ZeroShotEvaluator(sorted(scores), seed=settings.seed, data=data, entropy_weights=settings.entropy_weights)]
+
+
 def build_evaluators(settings: RunSettings, data: Any, imgsz: int) -> list[Evaluator]:
     from evaluators.flops import FlopsEvaluator
 
     needed = needed_metrics(settings)
     evaluators: list[Evaluator] = [FlopsEvaluator()]  # always: the front table shows params and GFLOPs
+    evaluators += zero_shot_evaluators(settings, needed & set(ZERO_SHOT_METRICS))
     if needed & LATENCY_METRICS:
         from evaluators.latency import LatencyEvaluator
 
@@ -114,10 +126,55 @@ def table_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evaluat
     from evaluators.table_lookup import TableEvaluator
     from spaces.nb201_space import NB201Space
 
-    names = {o.name: o.direction for o in settings.objective_list}
-    names.update({c.name: "min" for c in settings.constraint_list if c.name not in names})
+    scores = needed_metrics(settings) & set(ZERO_SHOT_METRICS)
+    names = {o.name: o.direction for o in settings.objective_list if o.name not in scores}
+    names.update({c.name: "min" for c in settings.constraint_list if c.name not in names and c.name not in scores})
     space = NB201Space()
-    return space, [TableEvaluator(settings.table, names)], f"the nb201 cell space (15,625 cells) scored from {settings.table}"
+    evaluators: list[Evaluator] = [TableEvaluator(settings.table, names)] if names else []
+    # the scores build each cell's network and look at real CIFAR-10 images where ../shared has them
+    evaluators += zero_shot_evaluators(settings, scores, data="cifar10")
+    return space, evaluators, f"the nb201 cell space (15,625 cells) scored from {settings.table}"
+
+
+def blocks_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evaluator], int, list[Constraint], str]:
+    """TinyNAS-style backbones under a YOLOv8 neck and head, scored from their structure where possible."""
+    from evaluators.block_analytic import BlockAnalyticEvaluator
+    from evaluators.detection_eval import resolve_imgsz
+    from spaces.blocks import BlockSpace, DEFAULT_STRUCTURE, parse_structure
+
+    needed = needed_metrics(settings)
+    if needed & ACCURACY_METRICS:
+        raise ArchpruneError("block-space candidates are untrained, so mAP means nothing for them: search on "
+                             "training-free scores (entropy, zen, ...), then train the exported structure")
+    nc, names = 80, None
+    if settings.data:
+        from evaluators.data import load_data_config
+
+        data = load_data_config(settings.data)
+        nc, names = data.nc, data.names
+    structure = parse_structure(settings.init) if settings.init else DEFAULT_STRUCTURE
+    space = BlockSpace(structure, nc=nc, names=names)
+    imgsz = resolve_imgsz(space.build(space.baselines()[0][1]), settings.imgsz)
+    analytic = BlockAnalyticEvaluator(space, settings.entropy_weights)
+    evaluators: list[Evaluator] = [analytic]
+    evaluators += zero_shot_evaluators(settings, needed & set(ZERO_SHOT_METRICS) - {"entropy"})
+    if needed & LATENCY_METRICS:
+        from evaluators.latency import LatencyEvaluator
+
+        evaluators.append(LatencyEvaluator(settings.latency, threads=settings.threads, runs=settings.latency_runs,
+                                           warmup=settings.latency_warmup, providers=settings.providers))
+    constraints = list(settings.constraint_list)
+    if not constraints:  # the budgets of the default: a YOLOv8n-sized detector
+        from search.objectives import parse_constraints
+
+        start = space.analytic_metrics(space.baselines()[0][1], imgsz)
+        defaults = space.analytic_metrics(space.genome_of(DEFAULT_STRUCTURE), imgsz) if not settings.init else start
+        constraints = parse_constraints([f"flops_g<={defaults['flops_g']:.4f}", f"params_m<={defaults['params_m']:.4f}",
+                                         f"layers<={max(BLOCK_LAYERS_BUDGET, start['layers']):.0f}"])
+    what = (f"TinyNAS-style backbones grown from {'the default YOLOv8n-sized structure' if not settings.init else settings.init}"
+            f" ({len(space.genes)} genes) under a YOLOv8 neck and head at {imgsz}px; budgets "
+            + ", ".join(str(c) for c in constraints))
+    return space, evaluators, imgsz, constraints, what
 
 
 def channel_search_parts(settings: RunSettings) -> tuple[ChannelSpace, list[Evaluator], int, str]:
@@ -141,9 +198,12 @@ def _where(settings: RunSettings) -> str:
 def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
     settings.check()
     check_against_stored(settings)
+    constraints = settings.constraint_list
     if settings.space == "nb201":
         space, evaluators, what = table_search_parts(settings)
-        imgsz = 32  # CIFAR-sized; nothing is built for a table search
+        imgsz = 32  # CIFAR-sized cells
+    elif settings.space == "blocks":
+        space, evaluators, imgsz, constraints, what = blocks_search_parts(settings)
     else:
         space, evaluators, imgsz, what = channel_search_parts(settings)
     run_dir = settings.run_dir()
@@ -156,7 +216,8 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
     log(head)
     options = {"population": settings.population, "offspring": settings.offspring,
                "crossover_prob": settings.crossover_prob, "mutation_rate": settings.mutation_rate}
-    result = search(space, evaluators, settings.objective_list, settings.constraint_list, imgsz=imgsz,
+    options = {k: v for k, v in options.items() if v is not None}  # None: the driver's own default
+    result = search(space, evaluators, settings.objective_list, constraints, imgsz=imgsz,
                     driver=settings.driver, driver_options=options, storage=settings.storage_url(),
                     run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
                     seed=settings.seed, progress=progress, log=log, executor=settings.executor,

@@ -21,11 +21,23 @@ METRICS: dict[str, tuple[str, str]] = {
     "params_m": ("min", "M params"),
     "map50_95": ("max", "mAP50-95"),
     "map50": ("max", "mAP50"),
+    "top1": ("max", "top-1"),
+    "layers": ("min", "layers"),
+    # training-free scores (evaluators/zero_shot): higher is better, no unit
+    "entropy": ("max", ""),
+    "zen": ("max", ""),
+    "naswot": ("max", ""),
+    "synflow": ("max", ""),
+    "snip": ("max", ""),
+    "grad_norm": ("max", ""),
+    "jacob_cov": ("max", ""),
 }
+ZERO_SHOT_METRICS = ("entropy", "zen", "naswot", "synflow", "snip", "grad_norm", "jacob_cov")
 # values a metric can take at all: a constraint outside them can never be met
 _RANGES: dict[str, tuple[float, float]] = {
     "latency_ms": (0.0, math.inf), "latency_p90_ms": (0.0, math.inf), "flops_g": (0.0, math.inf),
-    "params_m": (0.0, math.inf), "map50_95": (0.0, 1.0), "map50": (0.0, 1.0),
+    "params_m": (0.0, math.inf), "map50_95": (0.0, 1.0), "map50": (0.0, 1.0), "top1": (0.0, 1.0),
+    "layers": (1.0, math.inf),
 }
 
 

@@ -57,7 +57,7 @@ def front_table(pf: ParetoFront) -> str:
         lines.append("  ".join(cells))
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
-    units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS)
+    units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS and METRICS[c][1])
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
     return "\n".join(lines)

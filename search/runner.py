@@ -26,7 +26,7 @@ from search.objectives import Constraint, Objective, describe
 from search.pareto import non_dominated
 from search.pipeline import EvaluationPipeline, Outcome
 from search.store import Store, TrialRecord
-from spaces._base import Genome, SearchSpace
+from spaces._base import Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
 
 STALL_LIMIT = 50  # asks in a row with nothing new: the driver only re-proposes what it proposed before
@@ -79,12 +79,14 @@ def _summary(record: TrialRecord, objectives: Sequence[Objective]) -> str:
 
 
 def make_driver(name: str, space: SearchSpace, objectives: Sequence[Objective], seed: int,
-                options: dict[str, Any] | None = None) -> Driver:
+                options: dict[str, Any] | None = None, imgsz: int | None = None) -> Driver:
     if name not in DRIVERS:
         raise ArchpruneError(f"unknown driver {name!r}; choose one of {', '.join(DRIVERS)}")
     options = dict(options or {})
     if name == "random":
         options = {"batch": options.get("offspring", options.get("batch", 16))}
+    if name == "zeroshot":
+        options.setdefault("imgsz", imgsz)  # its analytic budget check counts FLOPs at the run's size
     return DRIVERS[name](space, objectives, seed=seed, **options)
 
 
@@ -113,7 +115,7 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
                            latency_resource=latency_resource)
     try:
         return _Loop(space, objectives, store, runner, log or (lambda line: None)).run(
-            driver, driver_options, constraints, trials, time_budget_s, seed, progress, study_attrs)
+            driver, driver_options, constraints, trials, time_budget_s, seed, progress, study_attrs, imgsz)
     finally:
         runner.close()
 
@@ -153,12 +155,12 @@ class _Loop:
 
     def run(self, driver: str | Driver, driver_options: dict[str, Any] | None, constraints: Sequence[Constraint],
             trials: int | None, time_budget_s: float | None, seed: int, progress: bool,
-            study_attrs: dict[str, Any] | None) -> SearchResult:
+            study_attrs: dict[str, Any] | None, imgsz: int | None = None) -> SearchResult:
         store, log = self.store, self.log
         for key, value in (study_attrs or {}).items():
             store.study.set_user_attr(key, value)
         self.driver = driver if isinstance(driver, Driver) else make_driver(
-            driver, self.space, self.objectives, seed, driver_options)
+            driver, self.space, self.objectives, seed, driver_options, imgsz)
         self.driver.bind(store, constraints)
         self.trials = trials
         flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
@@ -189,6 +191,8 @@ class _Loop:
                 store.abandon(proposal.trial, stopped or "stopped")
         self.bar.close()
         front = non_dominated(store.records(), self.objectives)
+        if self.driver.report():
+            log(str(self.driver.report()))
         log(f"stopped ({stopped}) after {self.evaluated} new trials; {len(store)} trials in the store, "
             f"front of {len(front)}")
         return SearchResult(store=store, evaluated=self.evaluated, stopped=stopped or "trials", front=front)
@@ -230,7 +234,7 @@ class _Loop:
                 batch.records[index] = _placeholder(tuple(proposal.genome))
                 self.blocked_by_others = not self.inflight
                 continue
-            genome = self.space.validate(proposal.genome)
+            genome, proposal = self._legal(proposal)
             batch.new += genome not in self.proposed
             self.proposed.add(genome)
             record = self.store.lookup(genome)
@@ -251,6 +255,22 @@ class _Loop:
                 self.queued.append((genome, proposal))
         self.batches.append(batch)
         self._tell_complete()
+
+    def _legal(self, proposal: Proposal) -> tuple[Genome, Proposal]:
+        """The proposal as a legal genome. A sampler that picks genes one by one (Optuna's) can propose
+        an illegal block structure: the space repairs it, and the asked trial (whose params cannot
+        change) is closed as PRUNED, the repaired candidate evaluated as a trial of its own."""
+        try:
+            return self.space.validate(proposal.genome), proposal
+        except InvalidGenome:
+            repair = getattr(self.space, "repair", None)
+            if repair is None:
+                raise
+            genome = self.space.validate(repair(proposal.genome))
+            if proposal.trial is not None:
+                proposal.trial.set_user_attr("repaired_to", list(genome))
+                self.store.close_duplicate(proposal.trial, None)
+            return genome, Proposal(genome, proposal.source)
 
     def _finish(self, future: Future[Outcome]) -> None:
         genome, proposal = self.inflight.pop(future)

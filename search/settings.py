@@ -18,7 +18,7 @@ import yaml
 from search.objectives import Constraint, Objective, parse_constraints, parse_objectives
 from spaces.errors import ArchpruneError
 
-SPACES = ("channels", "nb201")
+SPACES = ("channels", "nb201", "blocks")
 PROXIES = ("adaptive-bn", "finetune")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
 # where the run is kept, not what it means: never part of the comparison
@@ -29,7 +29,7 @@ OPERATIONAL = {"executor", "candidate_timeout", "workers", "dask", "latency_reso
 
 @dataclass
 class RunSettings:
-    space: str = "channels"  # or "nb201" (scored from --table)
+    space: str = "channels"  # or "nb201" (scored from --table), or "blocks" (TinyNAS-style backbones)
     table: str | None = None  # a CSV with an arch_str column (the nb201 space's evaluator)
     model: str = ""
     data: str | None = None
@@ -45,9 +45,11 @@ class RunSettings:
     importance: str = "l1"
     round_to: int = 8
     keep_layers: list[str] = field(default_factory=list)
-    # NSGA-II
-    population: int = 16
-    offspring: int = 16
+    init: str | None = None  # blocks: the initial structure (YAML/JSON); default a YOLOv8n-sized backbone
+    entropy_weights: str = "maedet"  # MAE-DET stage weights (0,0,1,1,6); "damo" = (0,0,1,1,16)
+    # NSGA-II / the zero-shot EA (None: the driver's default, 16 for NSGA-II, 256 / 64 for zeroshot)
+    population: int | None = None
+    offspring: int | None = None
     crossover_prob: float = 0.9
     mutation_rate: float | None = None  # per gene; default 1 / number of genes
     # latency
@@ -73,12 +75,14 @@ class RunSettings:
 
     # -- parsed views ----------------------------------------------------------------------
     def known_metrics(self) -> list[str] | None:
-        """Metric names objectives may use: a table's columns for nb201, else the project's metrics."""
+        """Metric names objectives may use: a table's columns (and the training-free scores) for nb201,
+        else the project's metrics."""
         if self.space != "nb201":
             return None
         from evaluators.table_lookup import table_columns
+        from search.objectives import ZERO_SHOT_METRICS
 
-        return table_columns(self.table)
+        return table_columns(self.table) + list(ZERO_SHOT_METRICS)
 
     @property
     def objective_list(self) -> list[Objective]:
@@ -103,6 +107,12 @@ class RunSettings:
         if self.space == "nb201" and not self.table:
             raise ArchpruneError("the nb201 space is scored from a table: pass --table CSV "
                                  "(for example ../shared/data/nb201/nb201_cifar10.csv)")
+        if self.space == "blocks" and self.model:
+            raise ArchpruneError("--space blocks designs its own backbones: drop --model (use --init STRUCTURE)")
+        if self.space != "blocks" and self.init:
+            raise ArchpruneError("--init gives the initial structure of --space blocks")
+        if self.entropy_weights not in ("maedet", "damo"):
+            raise ArchpruneError(f"unknown entropy weights {self.entropy_weights!r}; use maedet (0,0,1,1,6) or damo (0,0,1,1,16)")
         if self.space == "channels" and not self.model:
             raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
         from search.drivers import DRIVERS  # the registry: one list of driver names
@@ -126,7 +136,7 @@ class RunSettings:
             raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
                      "finetune_steps"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.trials is not None and self.trials < 1:
             raise ArchpruneError(f"--trials must be at least 1, got {self.trials}")
@@ -141,7 +151,7 @@ class RunSettings:
         """``--run``, else derived from the space and the model, so the same command resumes."""
         if self.run:
             return self.run
-        source = self.table if self.space == "nb201" else self.model
+        source = {"nb201": self.table, "blocks": self.init or "default"}.get(self.space) or self.model
         stem = Path(source).stem if Path(source).suffix else source
         return f"{self.space}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-")
 

@@ -44,6 +44,10 @@ class Driver(abc.ABC):
     def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
         """The finished trials of the last ``ask``, in the same order."""
 
+    def report(self) -> str | None:
+        """A line for the run's log when the search stops (optional)."""
+        return None
+
     def initial(self, size: int) -> list[Proposal]:
         """The space's baselines, then distinct random samples up to ``size``."""
         proposals = [Proposal(g, name) for name, g in self.space.baselines()]

@@ -35,7 +35,7 @@ import numpy as np
 from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
 
-from .analytic import as_blocks, detector_flops_params, structure_flops, structure_params
+from .analytic import analytic_entropy, as_blocks, detector_flops_params, structure_flops, structure_params
 from .detector import BlockDetector
 from .mutation import DIVISOR, SpaceLimits, btn_bounds
 from .structure import Block, Structure, count_layers, parse_structure, structure_to_dicts
@@ -137,6 +137,15 @@ class BlockSpace(SearchSpace):
 
     def layers(self, genome: Genome) -> int:
         return count_layers(self.structure_of(genome))
+
+    def analytic_metrics(self, genome: Genome, imgsz: int | None = None,
+                         entropy_weights: str | Sequence[float] = "maedet") -> dict[str, float]:
+        """The candidate detector's ``flops_g`` and ``params_m``, its backbone's ``layers`` and MAE-DET
+        ``entropy``, all without building it (they match thop): what a zero-shot search runs on."""
+        structure = self.structure_of(genome)
+        costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth)
+        return {**costs, "layers": float(count_layers(structure)),
+                "entropy": analytic_entropy(structure, weights=entropy_weights)}
 
     # -- SearchSpace ----------------------------------------------------------------------------
     def build(self, genome: Genome) -> BlockDetector:

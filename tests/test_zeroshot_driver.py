@@ -1,0 +1,63 @@
+"""The zero-shot evolutionary driver: TinyNAS's steady-state search on training-free scores."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluators.block_analytic import BlockAnalyticEvaluator
+from search.cli import main
+from search.objectives import parse_constraints, parse_objectives
+from search.runner import search
+from spaces.blocks import BlockSpace, count_layers, detector_flops_params
+
+
+def test_the_zeroshot_driver_respects_every_budget_and_raises_the_score() -> None:
+    space = BlockSpace()
+    budgets = parse_constraints(["flops_g<=2.0", "params_m<=2.5", "layers<=20"])
+    result = search(space, [BlockAnalyticEvaluator(space)], parse_objectives("entropy:max"), budgets, imgsz=320,
+                    driver="zeroshot", driver_options={"population": 32, "offspring": 16}, trials=300, seed=1,
+                    progress=False)
+    records = result.store.records()
+    assert len(records) == 300 and not any(r.failed for r in records)
+    children = [r for r in records if r.source.startswith("zeroshot")]
+    assert len(children) == 299  # the initial structure, then mutants only
+    for record in children:  # every stored child meets every budget, recomputed from its structure
+        structure = space.structure_of(record.genome)
+        costs = detector_flops_params(structure, 320, space.nc)
+        assert costs["flops_g"] <= 2.0 and costs["params_m"] <= 2.5 and count_layers(structure) <= 20
+    start = next(r for r in records if r.source == "initial").metrics["entropy"]
+    assert max(r.metrics["entropy"] for r in records) > start + 10  # the search climbs
+    assert result.front[0].metrics["entropy"] == max(r.metrics["entropy"] for r in children)
+
+
+def test_the_zeroshot_driver_also_searches_the_channel_and_nb201_spaces() -> None:
+    from tests.search_toys import QualityEvaluator, SizeEvaluator, ToySpace
+
+    result = search(ToySpace(), [SizeEvaluator(), QualityEvaluator()], parse_objectives("quality:max", ["quality"]),
+                    parse_constraints(["size<=8"], ["size"]), imgsz=32, driver="zeroshot",
+                    driver_options={"population": 8, "offspring": 8}, trials=60, progress=False)
+    best = result.front[0]
+    assert best.metrics["size"] <= 8 and best.values[0] >= max(r.values[0] for r in result.store.records()
+                                                                if r.feasible)
+
+
+@pytest.mark.slow
+def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--trials", "200",
+            "--results", str(tmp_path), "--no-progress", "--executor", "inline"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "budgets flops_g<=" in out and "layers<=29" in out  # the YOLOv8n-sized defaults, said out loud
+    assert main(["pareto", str(tmp_path / "blocks-default"), "--json", "--no-plots"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_trials"] == 200 and report["front"][0]["flops_g"] <= 8.84
+    log = (tmp_path / "blocks-default" / "search.log").read_text()
+    assert "children dropped by the analytic budget check" in log
+
+
+def test_blocks_refuse_map_objectives(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["search", "--space", "blocks", "--objectives", "map50_95:max", "--trials", "2", "--results",
+                 str(tmp_path), "--no-progress"]) == 2
+    assert "untrained" in capsys.readouterr().err
