@@ -12,14 +12,17 @@ from spaces.errors import ArchpruneError
 # flag -> (settings key, argparse kwargs); every default lives in RunSettings, so a --config file and
 # the flags merge as: flags given > config file > RunSettings defaults
 _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--space": ("space", dict(help="channels (default: prune --model) or nb201 (cells scored from --table)")),
     "--table": ("table", dict(help="CSV with an arch_str column whose other columns are metrics (nb201)")),
     "--model": ("model", dict(help="model name, Ultralytics .pt or archprune checkpoint (yolov8n-digits is embedded)")),
     "--data": ("data", dict(help="data.yaml, or 'digits-det' (needed for mAP objectives)")),
     "--imgsz": ("imgsz", dict(type=int, help="input size (default: the checkpoint's training size, else 640)")),
     "--objectives": ("objectives", dict(help="name:min|max,... (default latency_ms:min,map50_95:max)")),
     "--constraint": ("constraints", dict(action="append", help="hard budget, e.g. 'latency_ms<=20' (repeatable)")),
-    "--driver": ("driver", dict(help="nsga2 (default), random, optuna-nsga2, optuna-tpe, optuna-gp, optuna-random")),
+    "--space": ("space", dict(help="channels (default: prune --model), blocks (TinyNAS-style backbones), nb201 (--table)")),
+    "--init": ("init", dict(help="--space blocks: the initial structure, YAML/JSON (default: YOLOv8n-sized)")),
+    "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default) or damo")),
+    "--driver": ("driver", dict(help="nsga2 (default), random, zeroshot, optuna-nsga2, optuna-tpe, optuna-gp, "
+                                     "optuna-random")),
     "--trials": ("trials", dict(type=int, help="stop when the run holds N trials (default 100)")),
     "--time-budget": ("time_budget", dict(help="stop starting candidates after this long, e.g. 8h, 90m")),
     "--run": ("run", dict(help="run name (default: derived from the model; the same command resumes)")),
@@ -27,8 +30,8 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--importance": ("importance", dict(help="l1 (default), l2, lamp, bn_scale, fpgm, random, taylor, hessian")),
     "--round-to": ("round_to", dict(type=int, help="kept channel counts are multiples of this (default 8)")),
     "--keep-layers": ("keep_layers", dict(help="comma-separated module names never pruned")),
-    "--population": ("population", dict(type=int, help="NSGA-II parents μ, also optuna-nsga2's (default 16)")),
-    "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16)")),
+    "--population": ("population", dict(type=int, help="NSGA-II parents μ, also optuna-nsga2's (default 16); zeroshot's population (256)")),
+    "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16); zeroshot's per step (64)")),
     "--latency": ("latency", dict(help="ort (default: ONNX + onnxruntime) or torch")),
     "--threads": ("threads", dict(type=int, help="latency threads (default: all cores)")),
     "--latency-runs": ("latency_runs", dict(type=int, help="timed runs per candidate (default 30)")),
