@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -220,8 +221,10 @@ def rank_correlations(values: Sequence[float], accuracy: Sequence[float]) -> tup
     v = np.asarray(values, dtype=float)
     v[np.isnan(v)] = -np.inf
     ranks = stats.rankdata(v)  # ranks, not values: -inf and inf are ordinary (lowest, highest) here
-    rho = stats.spearmanr(ranks, accuracy).statistic
-    tau = stats.kendalltau(ranks, accuracy).statistic
+    with warnings.catch_warnings():  # a constant score warns, then gives NaN: reported as None instead
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        rho = stats.spearmanr(ranks, accuracy).statistic
+        tau = stats.kendalltau(ranks, accuracy).statistic
     return (None if math.isnan(rho) else float(rho)), (None if math.isnan(tau) else float(tau))
 
 

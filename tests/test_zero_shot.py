@@ -206,7 +206,7 @@ def test_evaluator_contract() -> None:
 
 def test_forward_entropy_agrees_with_the_block_space_analytic_form() -> None:
     """The block space's backbone names its layout; the forward form then tracks 0.5*log(fan_in) closely."""
-    blocks = pytest.importorskip("spaces.blocks")
+    import spaces.blocks as blocks
     narrow = [dict(b) for b in blocks.DEFAULT_STRUCTURE]
     wide = [{**b, **{key: 2 * b[key] for key in ("out", "btn") if key in b},
              **({"in": 2 * b["in"]} if i else {})} for i, b in enumerate(narrow)]
@@ -214,3 +214,18 @@ def test_forward_entropy_agrees_with_the_block_space_analytic_form() -> None:
     forward = [forward_entropy(blocks.BlockDetector(s, nc=2), 64, batch=2, repeats=1, seed=0) for s in (narrow, wide)]
     assert forward == pytest.approx(analytic, rel=0.03)
     assert forward[1] > forward[0]
+
+
+def test_the_two_entropy_forms_rank_random_structures_the_same_way() -> None:
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from spaces.blocks import BlockSpace, analytic_entropy
+
+    space = BlockSpace(nc=2)
+    rng = np.random.default_rng(0)
+    genomes = list(dict.fromkeys(space.sample(rng) for _ in range(14)))
+    analytic = [analytic_entropy(space.structure_of(g)) for g in genomes]
+    forward = [forward_entropy(space.build(g), 64, batch=2, repeats=1, seed=0) for g in genomes]
+    tau = kendalltau(analytic, forward).statistic
+    assert len(genomes) >= 12 and tau >= 0.9, tau
