@@ -290,6 +290,7 @@ class Store:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             before = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            self._beat_once()  # our own trials are alive, whatever the heartbeat thread managed lately
             optuna.storages.fail_stale_trials(self.study)  # heartbeats: any host; re-queued by _requeue
             recovered += len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import socket
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -191,3 +192,22 @@ def test_optuna_driver_reruns_a_trial_its_killed_process_left_running(tmp_path) 
     assert len(records) == 10 and size.calls == 4 and stale.number not in {r.number for r in records}
     assert genome in {r.genome for r in records}  # asked again first, evaluated once
     assert len(Store(url, "o", OBJECTIVES, ToySpace().genes)) == 10
+
+
+def test_a_trial_whose_heartbeat_stops_is_recovered_by_another_process(tmp_path) -> None:
+    from search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    lost = Store(url, "h", OBJECTIVES, ToySpace().genes, heartbeat_s=1)
+    trial = lost.ask()
+    trial.set_user_attr("worker", "a-machine-elsewhere:4242")  # its process cannot be checked from here
+    lost._live.clear()  # ... and it stops beating, as a machine that lost power would
+    survivor = Store(url, "h", OBJECTIVES, ToySpace().genes, heartbeat_s=1)
+    assert survivor.recover_stale() == 0  # fresh heartbeat: still someone's work
+    time.sleep(5)  # three heartbeats of silence (SQLite keeps whole seconds)
+    assert survivor.recover_stale() == 1
+    states = {t.number: t.state for t in survivor.study.get_trials()}
+    assert states[trial.number] == optuna.trial.TrialState.FAIL
+    retry = survivor.study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert retry.params == trial.params and retry.user_attrs["source"] == "retry"
+    assert len(survivor) == 0  # the lost trial never counts as a finished candidate
