@@ -181,8 +181,11 @@ class _Batches:
         return self.made[size]
 
 
+Columns = dict[str, list[float]]  # per score, one entry per cell in sample order
+
+
 def score_cells(archs: Sequence[str], proxies: Sequence[str], batch: int | None, seed: int, cache: ScoreCache,
-                cells_per_stage: int = 5, progress: bool = True) -> tuple[dict[str, list[float]], dict[str, list[float]], int]:
+                cells_per_stage: int = 5, progress: bool = True) -> tuple[Columns, Columns, int]:
     """Every proxy on every cell: values and seconds per proxy (cell order), and how many came from the cache."""
     from tqdm import tqdm
 
@@ -268,7 +271,8 @@ def _say_setup(say: Callable[[str], None], table: Table, archs: list[str], proxi
         source = cifar10_batch(max(sizes), seed).source
         say(f"minibatch: {source} (sizes {', '.join(map(str, sizes))}: each the first images of the largest)")
         if not source.startswith("cifar10"):
-            say("warning: no CIFAR-10 sample, so data scores see Gaussian noise: correlations will not match the anchors")
+            say("warning: no CIFAR-10 sample, so the data scores see Gaussian noise: "
+                "their correlations will not match the anchors")
     say(f"{table.path.name}: {len(archs)} of {len(table.rows)} cells (seed {seed}), scores {', '.join(proxies)}; "
         f"cache {cache.path} ({len(cache.entries)} results)")
 
@@ -296,14 +300,17 @@ def _num(value: float | None, spec: str = ".3f") -> str:
 
 def add_proxies_parser(which: argparse._SubParsersAction) -> None:
     """``archprune bench proxies``: registered under the ``bench`` subcommands."""
-    p = which.add_parser("proxies", help="rank correlation of each zero-shot score with a table's accuracy (NAS-Bench-201)")
-    p.add_argument("--table", required=True, help="CSV with an arch_str column (e.g. ../shared/data/nb201/nb201_cifar10.csv)")
+    p = which.add_parser("proxies", help="rank correlation of each zero-shot score with a table's accuracy "
+                                         "(NAS-Bench-201)")
+    p.add_argument("--table", required=True,
+                   help="CSV with an arch_str column (e.g. ../shared/data/nb201/nb201_cifar10.csv)")
     p.add_argument("--accuracy", required=True, help="the table's accuracy column (e.g. test_acc_cifar10)")
     p.add_argument("--samples", type=int, default=1000, help="distinct cells to score (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="picks the cells, the minibatch and the weights (default 0)")
     p.add_argument("--scores", default=None, help=f"comma-separated (default all: {','.join(ALL_PROXIES)})")
     p.add_argument("--batch", type=int, default=None,
-                   help=f"minibatch size for every score that takes one (default as published: naswot 128, others {PUBLISHED_BATCH})")
+                   help="minibatch size for every score that takes one (default as published: naswot 128, "
+                        f"others {PUBLISHED_BATCH})")
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by score")
     p.set_defaults(func=_cmd_bench_proxies)
 

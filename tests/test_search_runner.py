@@ -209,5 +209,5 @@ def test_a_trial_whose_heartbeat_stops_is_recovered_by_another_process(tmp_path)
     states = {t.number: t.state for t in survivor.study.get_trials()}
     assert states[trial.number] == optuna.trial.TrialState.FAIL
     retry = survivor.study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
-    assert retry.params == trial.params and retry.user_attrs["source"] == "retry"
+    assert retry.system_attrs["fixed_params"] == trial.params and retry.user_attrs["source"] == "retry"
     assert len(survivor) == 0  # the lost trial never counts as a finished candidate
