@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
+import signal
 import subprocess
+import sys
 import time
 
 import optuna
@@ -29,7 +32,8 @@ def run(storage: str = "memory", trials: int = 30, driver: str = "nsga2", constr
     return result, size, quality
 
 
-@pytest.mark.parametrize("driver", ["nsga2", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "optuna-random"])
+@pytest.mark.parametrize("driver", ["nsga2", "random", "zeroshot", "optuna-nsga2", "optuna-tpe", "optuna-gp",
+                                    "optuna-random"])
 def test_each_driver_counts_distinct_trials_and_starts_from_the_baselines(driver: str) -> None:
     result, size, quality = run(trials=25, driver=driver)
     records = result.store.records()
@@ -211,3 +215,37 @@ def test_a_trial_whose_heartbeat_stops_is_recovered_by_another_process(tmp_path)
     retry = survivor.study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
     assert retry.system_attrs["fixed_params"] == trial.params and retry.user_attrs["source"] == "retry"
     assert len(survivor) == 0  # the lost trial never counts as a finished candidate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("driver", ["nsga2", "random", "zeroshot", "optuna-tpe"])
+def test_sigterm_leaves_a_consistent_store_and_the_same_command_resumes(driver: str, tmp_path) -> None:
+    from pathlib import Path
+
+    url, root = f"sqlite:///{tmp_path / 't.db'}", Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "tests.shared_study_worker", url, "t", "16", "-", driver, "0.15"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            finished = [t for t in optuna.load_study(study_name="t", storage=url).get_trials()
+                        if t.state == optuna.trial.TrialState.COMPLETE]
+        except KeyError:  # no study yet
+            continue
+        if len(finished) >= 5:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopping after the current candidate" in err, err
+    trials = optuna.load_study(study_name="t", storage=url).get_trials()
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]  # nothing left half-done
+    stopped_at = len([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE])
+    assert 5 <= stopped_at < 16
+    again = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"evaluated {16 - stopped_at}" in again.stdout  # the rest, and nothing twice
+    complete = [t for t in optuna.load_study(study_name="t", storage=url).get_trials()
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 16 == len({tuple(sorted(t.params.items())) for t in complete})
