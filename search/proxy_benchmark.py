@@ -286,7 +286,7 @@ def format_proxy_report(report: dict[str, dict[str, Any]]) -> str:
         rho = row["spearman"]
         delta = None if anchor is None or rho is None else rho - anchor
         verdict = "—" if delta is None else ("yes" if abs(delta) <= TOLERANCE + 1e-12 else "**no**")
-        lines.append(f"| {name} | {row.get('batch', '')} | {_num(rho)} | {_num(anchor, '.2f')} | {_num(delta, '+.3f')} "
+        lines.append(f"| {name} | {row.get('batch') or '—'} | {_num(rho)} | {_num(anchor, '.2f')} | {_num(delta, '+.3f')} "
                      f"| {verdict} | {_num(row['kendall'])} | {row['seconds_per_model']:.3f} "
                      f"| {row.get('nonfinite', 0)}/{row.get('cells', '')} |")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -30,6 +31,8 @@ from spaces._base import Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
 
 STALL_LIMIT = 50  # asks in a row with nothing new: the driver only re-proposes what it proposed before
+FAST_CANDIDATE_S = 0.05  # candidates quicker than this are written in batches ...
+MAX_PENDING, MAX_PENDING_S = 256, 1.0  # ... of at most this many, or this many seconds of work
 
 
 @dataclass
@@ -152,6 +155,9 @@ class _Loop:
         self.evaluated = self.stalled = 0
         self.trials: int | None = None
         self.blocked_by_others = False  # the run's last trials are being evaluated by other processes
+        self.postfix_at = 0.0
+        self.flushed_at = time.monotonic()
+        self.unlogged: list[Callable[[], str]] = []  # log lines of trials not yet written (numbers pending)
 
     def run(self, driver: str | Driver, driver_options: dict[str, Any] | None, constraints: Sequence[Constraint],
             trials: int | None, time_budget_s: float | None, seed: int, progress: bool,
@@ -186,13 +192,17 @@ class _Loop:
                 finished, _ = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished:
                     self._finish(future)
+                if self.store.pending and time.monotonic() - self.flushed_at >= MAX_PENDING_S:
+                    self._flush()
+        self._flush()
         for genome, proposal in self.queued:  # asked but never evaluated: asked again next time
             if proposal.trial is not None:
                 store.abandon(proposal.trial, stopped or "stopped")
         self.bar.close()
         front = non_dominated(store.records(), self.objectives)
-        if self.driver.report():
-            log(str(self.driver.report()))
+        summary = self.driver.report()
+        if summary:
+            log(summary)
         log(f"stopped ({stopped}) after {self.evaluated} new trials; {len(store)} trials in the store, "
             f"front of {len(front)}")
         return SearchResult(store=store, evaluated=self.evaluated, stopped=stopped or "trials", front=front)
@@ -274,17 +284,34 @@ class _Loop:
 
     def _finish(self, future: Future[Outcome]) -> None:
         genome, proposal = self.inflight.pop(future)
-        record = _store_outcome(future.result(), self.store, genome, proposal.source, self.log, self.objectives,
-                                proposal.trial)
+        outcome = future.result()
+        # candidates scored in milliseconds (zero-shot, table lookups) are written a batch at a time;
+        # anything slower is written as it finishes, so a crash never costs real work
+        fast = outcome.timings.get("total_s", math.inf) < FAST_CANDIDATE_S and proposal.trial is None
+        record = _store_outcome(outcome, self.store, genome, proposal.source, self.log, self.objectives,
+                                proposal.trial, defer=fast, unlogged=self.unlogged)
+        if self.store.pending and (not fast or self.store.pending >= MAX_PENDING
+                                   or time.monotonic() - self.flushed_at >= MAX_PENDING_S):
+            self._flush()
         self.evaluated += 1
         self.bar.update(1)
-        _set_postfix(self.bar, self.store, self.objectives)
+        if time.monotonic() - self.postfix_at > 2.0:  # the front of a 20,000-trial run is not free to recount
+            _set_postfix(self.bar, self.store, self.objectives)
+            self.postfix_at = time.monotonic()
         for batch, index in self.waiting.pop(genome, []):
             batch.records[index] = record
         self._tell_complete()
 
+    def _flush(self) -> None:
+        self.store.flush()
+        self.flushed_at = time.monotonic()
+        for line in self.unlogged:
+            self.log(line())
+        self.unlogged = []
+
     def _tell_complete(self) -> None:
         while self.batches and self.batches[0].complete:  # in ask order: a driver hears back in sequence
+            self._flush()  # the driver sees trial numbers (tie-breaks), as a resumed replay will
             batch = self.batches.pop(0)
             self.driver.tell(batch.proposals, [r for r in batch.records if r is not None])
             self.stalled = 0 if batch.new else self.stalled + 1
@@ -307,16 +334,21 @@ def _should_stop(flag: _StopFlag, store: Store, trials: int | None, time_budget_
 
 
 def _store_outcome(outcome: Outcome, store: Store, genome: Genome, source: str, log: Callable[[str], None],
-                   objectives: Sequence[Objective], asked: Any = None) -> TrialRecord:
+                   objectives: Sequence[Objective], asked: Any = None, defer: bool = False,
+                   unlogged: list[Callable[[], str]] | None = None) -> TrialRecord:
     config = outcome.config
     timings = {k: round(v, 4) for k, v in outcome.timings.items()}
     if outcome.error is not None:
-        record = store.add_failed(genome, outcome.error, config, timings, source, asked)
-        log(f"trial {record.number} {source}: {_summary(record, objectives)}\n{outcome.traceback.rstrip()}")
+        record = store.add_failed(genome, outcome.error, config, timings, source, asked, defer=defer)
+        line = lambda: f"trial {record.number} {source}: {_summary(record, objectives)}\n{outcome.traceback.rstrip()}"
     else:
         record = store.add_complete(genome, outcome.metrics, outcome.constraints, config, timings, source,
-                                    outcome.skipped, asked)
-        log(f"trial {record.number} {source}: {_summary(record, objectives)} ({timings['total_s']:.2f} s)")
+                                    outcome.skipped, asked, defer=defer)
+        line = lambda: f"trial {record.number} {source}: {_summary(record, objectives)} ({timings['total_s']:.2f} s)"
+    if defer and unlogged is not None:
+        unlogged.append(line)  # logged once written, with its trial number
+    else:
+        log(line())
     return record
 
 

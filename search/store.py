@@ -29,6 +29,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
 from search.objectives import Objective
+from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
 from spaces.errors import ArchpruneError
 
@@ -139,6 +140,7 @@ class Store:
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
         self._by_genome: dict[Genome, TrialRecord] = {}
         self._loaded: set[int] = set()
+        self._pending: list[tuple[optuna.trial.FrozenTrial, TrialRecord]] = []
         self.refresh()
 
     def refresh(self) -> int:
@@ -176,7 +178,9 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
     def _add(self, genome: Genome, state: TrialState, values: list[float] | None, user_attrs: dict[str, Any],
-             constraints: dict[str, float] | None, asked: optuna.Trial | None = None) -> TrialRecord:
+             constraints: dict[str, float] | None, asked: optuna.Trial | None = None,
+             defer: bool = False) -> TrialRecord:
+        """Write one finished trial; ``defer`` holds it for the next ``flush`` (one transaction for many)."""
         if asked is not None and self._finish_asked(asked, state, values, user_attrs, constraints):
             number = asked.number
         else:
@@ -184,14 +188,31 @@ class Store:
             trial = optuna.trial.create_trial(state=state, values=values, params=params,
                                               distributions=self.distributions, user_attrs=user_attrs,
                                               constraints=constraints or None)
-            # Study.add_trial does not hand back the trial; the storage call it makes does (race-free
-            # when several processes write to one study)
-            trial_id = self.storage.create_new_trial(self._study_id, template_trial=trial)
-            number = self.storage.get_trial_number_from_id(trial_id)
+            record = _make_record(-1, tuple(genome), state, values, user_attrs, constraints)
+            self._pending.append((trial, record))
+            self._by_genome.setdefault(record.genome, record)  # answers repeats at once, written or not
+            if not defer:
+                self.flush()
+            return record
         record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
         self._loaded.add(number)
         self._by_genome.setdefault(record.genome, record)
         return record
+
+    @property
+    def pending(self) -> int:
+        """Finished trials held for the next ``flush``."""
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write the held trials in one transaction; their records get their trial numbers."""
+        if not self._pending:
+            return
+        numbers = add_finished_trials(self.storage, self._study_id, [t for t, _ in self._pending])
+        for number, (_, record) in zip(numbers, self._pending):
+            record.number = number
+            self._loaded.add(number)
+        self._pending = []
 
     def _finish_asked(self, asked: optuna.Trial, state: TrialState, values: list[float] | None,
                       user_attrs: dict[str, Any], constraints: dict[str, float] | None) -> bool:
@@ -212,17 +233,18 @@ class Store:
 
     def add_complete(self, genome: Genome, metrics: dict[str, Any], constraints: dict[str, float],
                      config: dict[str, Any], timings: dict[str, float], source: str,
-                     skipped: Sequence[str] = (), asked: optuna.Trial | None = None) -> TrialRecord:
+                     skipped: Sequence[str] = (), asked: optuna.Trial | None = None,
+                     defer: bool = False) -> TrialRecord:
         values = [float(metrics[o.name]) if o.name in metrics else o.worst for o in self.objectives]
         attrs = {"metrics": metrics, "config": config, "timings": timings, "source": source}
         if skipped:
             attrs["skipped"] = list(skipped)
-        return self._add(genome, TrialState.COMPLETE, values, attrs, constraints, asked)
+        return self._add(genome, TrialState.COMPLETE, values, attrs, constraints, asked, defer)
 
     def add_failed(self, genome: Genome, error: str, config: dict[str, Any], timings: dict[str, float],
-                   source: str, asked: optuna.Trial | None = None) -> TrialRecord:
+                   source: str, asked: optuna.Trial | None = None, defer: bool = False) -> TrialRecord:
         attrs = {"error": error, "config": config, "timings": timings, "source": source}
-        return self._add(genome, TrialState.FAIL, None, attrs, None, asked)
+        return self._add(genome, TrialState.FAIL, None, attrs, None, asked, defer)
 
     # -- trials an Optuna driver asked for ---------------------------------------------------
     def ask(self) -> optuna.Trial:

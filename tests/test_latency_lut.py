@@ -84,7 +84,7 @@ def test_bad_table_files_are_one_line_errors(tmp_path: Path, content: str | None
 def test_conv_list_of_yolov8n_matches_its_conv_modules() -> None:
     model = build_model("yolov8n", nc=10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    listed = conv_list(model, 320)
+    listed = conv_list(model, 160)
     assert len(listed) == len(convs) == 72
     by_name = dict(model.named_modules())
     for item in listed:
@@ -92,10 +92,10 @@ def test_conv_list_of_yolov8n_matches_its_conv_modules() -> None:
         assert (item.c_in, item.c_out, item.k, item.stride, item.groups) == \
             (module.in_channels, module.out_channels, module.kernel_size[0], module.stride[0], module.groups)
         assert item.kind == "regular"
-    assert listed[0] == ConvSpec("model.0.conv", "regular", 3, 2, 3, 16, 320, 320, 1)
-    assert {(s.h, s.w) for s in listed if s.name.startswith("model.8.")} == {(10, 10)}  # stride 32
+    assert listed[0] == ConvSpec("model.0.conv", "regular", 3, 2, 3, 16, 160, 160, 1)
+    assert {(s.h, s.w) for s in listed if s.name.startswith("model.8.")} == {(5, 5)}  # stride 32
     # tracing small and scaling gives the convs and pixel counts of a full-size trace
-    exact = conv_list(model, 320, exact=True)
+    exact = conv_list(model, 160, exact=True)
     assert [(s.name, s.c_in, s.c_out, s.h * s.w) for s in listed] == [(s.name, s.c_in, s.c_out, s.h * s.w) for s in exact]
     assert model.training is False and not model._forward_hooks  # hooks removed, mode kept
 

@@ -61,3 +61,25 @@ def test_blocks_refuse_map_objectives(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["search", "--space", "blocks", "--objectives", "map50_95:max", "--trials", "2", "--results",
                  str(tmp_path), "--no-progress"]) == 2
     assert "untrained" in capsys.readouterr().err
+
+
+def test_batched_writes_store_exactly_what_was_scored_and_a_resume_replays_it(tmp_path: Path) -> None:
+    from search.store import Store
+
+    space = BlockSpace()
+    objectives, budgets = parse_objectives("entropy:max"), parse_constraints(["flops_g<=2.0"])
+
+    def go(url: str, trials: int):
+        return search(space, [BlockAnalyticEvaluator(space)], objectives, budgets, imgsz=320, driver="zeroshot",
+                      driver_options={"population": 16, "offspring": 32}, trials=trials, seed=3, progress=False,
+                      storage=url, run="z")
+
+    straight = go(f"sqlite:///{tmp_path / 'a.db'}", 200).store.records()
+    assert [r.number for r in straight] == list(range(200))  # every trial written, numbered in order
+    reread = Store(f"sqlite:///{tmp_path / 'a.db'}", "z", objectives, space.genes).records()
+    assert [(r.number, r.genome, r.values, r.metrics) for r in reread] == \
+        [(r.number, r.genome, r.values, r.metrics) for r in straight]
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    go(url, 90)
+    resumed = go(url, 200).store.records()
+    assert [(r.genome, r.values) for r in resumed] == [(r.genome, r.values) for r in straight]

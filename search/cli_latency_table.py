@@ -1,0 +1,106 @@
+"""``archprune latency-table``: measure a per-conv latency table on the machine it runs on.
+
+Run it on the target device, copy the JSON back, and search with ``--latency predict:lut.json``.
+Re-running with the same ``--out`` continues an interrupted run (entries are saved as they come).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from spaces.errors import ArchpruneError
+
+KNOWN_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
+                   "OpenVINOExecutionProvider", "CoreMLExecutionProvider", "DmlExecutionProvider",
+                   "ROCMExecutionProvider", "QNNExecutionProvider", "XnnpackExecutionProvider")
+
+
+def provider_name(text: str) -> str:
+    """Full name of an onnxruntime provider this machine has, from a short form: CPU, cuda, TensorRT, ..."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    names = list(dict.fromkeys([*ort.get_available_providers(), *KNOWN_PROVIDERS]))
+    wanted = text.lower().removesuffix("executionprovider")
+    for name in names:
+        if name.lower().removesuffix("executionprovider") == wanted:
+            if name not in available:
+                raise ArchpruneError(f"onnxruntime provider {name} is not available here; available: {available}")
+            return name
+    raise ArchpruneError(f"unknown onnxruntime provider {text!r}; available here: {available}")
+
+
+def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("latency-table", help="measure a per-conv latency table on this machine (run it on the target)")
+    p.add_argument("--target", required=True, help="name of the device this runs on (stored in the table)")
+    p.add_argument("--out", required=True, help="table JSON to write (an existing one from this machine is resumed)")
+    p.add_argument("--provider", default="CPU", help="onnxruntime execution provider, short forms allowed (default CPU)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's, all cores)")
+    p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640],
+                   help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
+    p.add_argument("--quick", action="store_true", help="a small grid (seconds; for tests and trying it out)")
+    p.add_argument("--calibrate", metavar="MODEL", default=None,
+                   help="also measure a few channel-pruned variants of MODEL whole, at each --imgsz, and fit "
+                        "the correction on them (recommended)")
+    p.add_argument("--calibrate-candidates", type=int, default=4,
+                   help="how many variants --calibrate measures (default 4: unpruned to 25%% kept)")
+    p.set_defaults(func=_cmd_latency_table)
+
+
+def _open_table(out: Path, target: str, providers: list[str], threads: int | None):
+    from evaluators.latency_lut import load_table, new_table
+    from evaluators.latency_lut.measure import SAME_MACHINE
+
+    fresh = new_table(target, providers, threads)
+    if not out.exists():
+        return fresh
+    table = load_table(out)
+    differs = [f"{k} {table.provenance.get(k)!r}, this run {fresh.provenance[k]!r}" for k in SAME_MACHINE
+               if table.provenance.get(k) != fresh.provenance[k]]
+    if table.target != target:
+        differs.insert(0, f"target {table.target!r}, this run {target!r}")
+    if differs:
+        raise ArchpruneError(f"{out} was measured elsewhere ({'; '.join(differs)}): pass another --out to start a new table")
+    return table
+
+
+def calibration_models(source: str, n: int) -> list:
+    """``n`` of the model's channel-pruning baselines, spread from unpruned to the smallest."""
+    import numpy as np
+
+    from spaces.channel_space import ChannelSpace
+    from spaces.models import load_model
+
+    space = ChannelSpace(load_model(source))
+    baselines = space.baselines()
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(baselines) - 1, max(1, n))})
+    return [space.build(baselines[i][1]) for i in picks]
+
+
+def _cmd_latency_table(args: argparse.Namespace) -> int:
+    from evaluators.latency_lut import default_grid, measure_table
+    from evaluators.latency_lut.measure import calibrate
+
+    if args.threads is not None and args.threads < 1:
+        raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
+    if any(size < 32 for size in args.imgsz):
+        raise ArchpruneError(f"--imgsz values must be at least 32, got {args.imgsz}")
+    providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
+    table = _open_table(out, args.target, providers, args.threads)
+    before, start = len(table.entries), time.perf_counter()
+    table.complete = False
+    measure_table(default_grid(args.imgsz, quick=args.quick), table, out, providers, args.threads, progress)
+    if args.calibrate:
+        models = calibration_models(args.calibrate, args.calibrate_candidates)
+        for imgsz in args.imgsz:
+            fit = calibrate(table, models, imgsz, providers, args.threads, out, progress)
+            print(f"correction at {imgsz}: measured = {fit['a']:.3f} x conv sum + {fit['b']:.3f} ms "
+                  f"({len(models)} variants of {args.calibrate})")
+    table.complete = True
+    table.save(out)
+    prov = table.provenance
+    print(f"{len(table.entries)} entries ({len(table.entries) - before} new, {time.perf_counter() - start:.0f} s) -> {out}  "
+          f"[target {table.target}: {prov['cpu']}, {prov['provider']}, threads {prov['threads'] or 'default'}]")
+    return 0
