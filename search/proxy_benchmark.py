@@ -47,7 +47,7 @@ TOLERANCE = 0.05
 PUBLISHED_BATCH = 64
 SCORE_BATCH: dict[str, int] = {"naswot": 128, "synflow": 1, "params_m": 0, "flops_g": 0}
 IMGSZ = 32
-CACHE_FILE = "nb201_proxy_scores.v1.jsonl"  # bump the version when a score's definition changes
+CACHE_FILE = "nb201_proxy_scores.v2.jsonl"  # bump the version when a score's definition changes
 
 
 # --- choosing what to run ---------------------------------------------------------------------

@@ -229,3 +229,12 @@ def test_the_two_entropy_forms_rank_random_structures_the_same_way() -> None:
     forward = [forward_entropy(space.build(g), 64, batch=2, repeats=1, seed=0) for g in genomes]
     tau = kendalltau(analytic, forward).statistic
     assert len(genomes) >= 12 and tau >= 0.9, tau
+
+
+def test_a_dead_branch_does_not_sink_zen_or_entropy() -> None:
+    """A cell whose first edge is 'none' feeds zeros to a conv, yet its other paths carry the image
+    (NAS-Bench-201 trains it to 92%): only a network whose output ignores the input scores -inf."""
+    dead_branch = "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_1x1~1|skip_connect~2|"
+    net = nb201(dead_branch)
+    assert math.isfinite(score("zen", net, 32, batch=8, seed=0))
+    assert math.isfinite(forward_entropy(net, 32, batch=8, repeats=1, seed=0))

@@ -160,8 +160,10 @@ def _generic_pass(net: nn.Module, imgsz: ImgSize, batch: int,
 
     def measure(module: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
         log_std = _log_std(out)
+        if not math.isfinite(log_std):
+            return out  # a conv on a dead branch (fed only zeros) carries nothing: it adds no term
         records.append((log_std, int(out.shape[1]), tuple(out.shape[2:])))
-        return out / math.exp(log_std) if math.isfinite(log_std) else out
+        return out / math.exp(log_std)
 
     handles = [m.register_forward_hook(measure) for m in net.modules() if isinstance(m, nn.Conv2d)]
     try:

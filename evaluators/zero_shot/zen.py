@@ -38,7 +38,10 @@ def zen_score(model: nn.Module, imgsz: ImgSize, *, batch: int = DEFAULT_BATCH, s
             x = torch.randn(batch, channels, *size_hw(imgsz), device=device_of(net))
             noise = torch.randn_like(x)
             f_clean = _pre_pool_features(net, x)
-            bn_term = sum(_log(bn.running_var.mean().sqrt()) for bn in bns if bn.track_running_stats)
+            # a BN on a dead branch (a cell edge fed only zeros) saw variance 0: it carries no signal,
+            # so it adds no term (its log would make every such network -inf)
+            bn_term = sum(_log(bn.running_var.mean().sqrt()) for bn in bns
+                          if bn.track_running_stats and float(bn.running_var.mean()) > 0)
             f_mixed = _pre_pool_features(net, x + gamma * noise)
             delta = (f_clean - f_mixed).abs().sum(dim=1).mean()
             scores.append(_log(delta) + bn_term)
