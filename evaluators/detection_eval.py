@@ -36,11 +36,15 @@ def model_for_data(source: str, data: DataConfig, seed: int = 0) -> tuple[nn.Mod
     """
     from spaces.models import build_model, load_model
     from spaces.models.families import family_spec
+    from spaces.models.loader import is_structure_file, structure_model
 
     if family_spec(source) is not None and not Path(source).exists():
         model = build_model(source, nc=data.nc, seed=seed)
         model.names = list(data.names)
         return model, True
+    if is_structure_file(source):  # a searched block structure: built fresh for the data's classes
+        torch.manual_seed(seed)
+        return structure_model(source, nc=data.nc, names=list(data.names)), True
     model = load_model(source)
     check_classes(model, data)
     return model, False

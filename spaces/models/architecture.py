@@ -59,8 +59,11 @@ def apply_channel_layout(model: nn.Module, layout: dict[str, dict[str, list[int]
         attn.scale = key_dim**-0.5
 
 
-def architecture_of(model: YOLODetector) -> dict[str, Any]:
+def architecture_of(model: nn.Module) -> dict[str, Any]:
     """Everything needed to rebuild ``model`` without its weights."""
+    if hasattr(model, "structure") and hasattr(model, "backbone"):  # a block-space detector
+        return {"kind": "blocks", "structure": model.structure, "nc": model.nc, "names": list(model.names),
+                "imgsz": model.imgsz, "neck_depth": model.neck_depth}
     return {
         "kind": "yolo",
         "spec": copy.deepcopy(model.spec),
@@ -71,9 +74,16 @@ def architecture_of(model: YOLODetector) -> dict[str, Any]:
     }
 
 
-def build_from_architecture(arch: dict[str, Any]) -> YOLODetector:
+def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    if arch.get("kind") == "blocks":
+        from spaces.blocks import BlockDetector
+
+        block_model = BlockDetector(arch["structure"], nc=arch["nc"], names=arch.get("names"),
+                                    neck_depth=arch.get("neck_depth", 1))
+        block_model.imgsz = arch.get("imgsz")
+        return block_model
     if arch.get("kind") != "yolo":
-        raise ArchpruneError(f"unknown architecture kind {arch.get('kind')!r} (expected 'yolo')")
+        raise ArchpruneError(f"unknown architecture kind {arch.get('kind')!r} (expected 'yolo' or 'blocks')")
     model = YOLODetector(arch["spec"], nc=arch["nc"], names=arch.get("names"))
     model.imgsz = arch.get("imgsz")
     apply_channel_layout(model, arch.get("layout", {}))

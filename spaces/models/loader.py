@@ -66,15 +66,34 @@ def _load_file(path: Path, nc: int | None) -> YOLODetector:
     return model
 
 
+def is_structure_file(text: str) -> bool:
+    """A TinyNAS-style block structure (YAML/JSON) rather than a checkpoint or a model name."""
+    return Path(text).suffix.lower() in (".yaml", ".yml", ".json")
+
+
+def structure_model(path: str, nc: int = 80, names: list[str] | None = None) -> torch.nn.Module:
+    """A fresh (randomly initialised) block-space detector for the structure in ``path``."""
+    from spaces.blocks import BlockDetector, parse_structure
+
+    if not Path(path).exists():
+        raise ArchpruneError(f"structure file not found: {path}")
+    model = BlockDetector(parse_structure(path), nc=nc, names=names)
+    model.source = path
+    return model.eval()
+
+
 def load_model(source: str | os.PathLike, nc: int | None = None) -> YOLODetector:
     """Load a detector in eval mode, float32.
 
     ``source`` is a model name (``"yolov8n"``, ``"yolo11s"``: random init with ``nc`` classes,
     default 80), an embedded trained model (``"yolov8n-digits"``), a path to an Ultralytics
-    ``.pt`` checkpoint, or a path to an archprune checkpoint. For a checkpoint, ``nc`` (if given)
-    must equal the checkpoint's class count.
+    ``.pt`` checkpoint, a path to an archprune checkpoint, or a block structure (``.yaml`` /
+    ``.json``, random init like a name). For a checkpoint, ``nc`` (if given) must equal the
+    checkpoint's class count.
     """
     text = os.fspath(source)
+    if is_structure_file(text):
+        return structure_model(text, nc=80 if nc is None else nc)
     if isinstance(source, str) and family_spec(text) is not None and not Path(text).exists():
         return build_model(text, nc=80 if nc is None else nc)
     shipped = embedded_path(text) if isinstance(source, str) and not Path(text).exists() else None
