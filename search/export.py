@@ -25,8 +25,8 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     from spaces.models import channel_layout, save_checkpoint
     from spaces.models.checkpoint import state_dict_sha256
 
-    if handle.settings.space != "channels":
-        raise ArchpruneError(f"run {handle.name!r} searched the {handle.settings.space} space, whose candidates are "
+    if handle.settings.space == "nb201":
+        raise ArchpruneError(f"run {handle.name!r} searched the nb201 space, whose candidates are "
                              "table entries: their arch strings are in pareto.csv / pareto.json")
     record = next((r for r in handle.store.records() if r.number == trial), None)
     if record is None:
@@ -35,6 +35,10 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     if record.failed:
         raise ArchpruneError(f"trial {trial} of run {handle.name!r} failed ({record.error}); pick another trial")
     out = Path(out) if out else handle.folder / "exports" / f"trial-{trial}"
+    if handle.settings.space == "blocks":
+        from search.export_blocks import export_block_trial
+
+        return export_block_trial(handle, record, out, say)
     settings = handle.settings
     model, data, imgsz = load_inputs(settings)
     space = build_space(settings, model, data, imgsz)

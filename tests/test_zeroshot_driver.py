@@ -55,6 +55,12 @@ def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: 
     assert report["n_trials"] == 200 and report["front"][0]["flops_g"] <= 8.84
     log = (tmp_path / "blocks-default" / "search.log").read_text()
     assert "children dropped by the analytic budget check" in log
+    best = report["front"][0]
+    assert main(["export", str(tmp_path / "blocks-default"), "--trial", str(best["trial"])]) == 0
+    exported = tmp_path / "blocks-default" / "exports" / f"trial-{best['trial']}"
+    summary = json.loads((exported / "summary.json").read_text())
+    assert summary["flops_g"] == pytest.approx(best["flops_g"], rel=1e-6)  # thop on the built model = analytic
+    assert {p.name for p in exported.iterdir()} >= {"structure.yaml", "model.pt", "model.onnx"}
 
 
 def test_blocks_refuse_map_objectives(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
