@@ -42,10 +42,10 @@ def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
                    help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds; for tests and trying it out)")
     p.add_argument("--calibrate", metavar="MODEL", default=None,
-                   help="also measure a few channel-pruned variants of MODEL whole, at each --imgsz, and fit "
-                        "the correction on them (recommended)")
-    p.add_argument("--calibrate-candidates", type=int, default=4,
-                   help="how many variants --calibrate measures (default 4: unpruned to 25%% kept)")
+                   help="also measure MODEL and a few random channel-pruned variants of it whole, at each "
+                        "--imgsz, and fit the correction on them (recommended)")
+    p.add_argument("--calibrate-candidates", type=int, default=5,
+                   help="how many models --calibrate measures (default 5: the unpruned one and 4 variants)")
     p.set_defaults(func=_cmd_latency_table)
 
 
@@ -66,17 +66,23 @@ def _open_table(out: Path, target: str, providers: list[str], threads: int | Non
     return table
 
 
-def calibration_models(source: str, n: int) -> list:
-    """``n`` of the model's channel-pruning baselines, spread from unpruned to the smallest."""
+def calibration_models(source: str, n: int, seed: int = 0) -> list:
+    """The unpruned model and ``n - 1`` random channel-pruned variants: candidates like a search's,
+    so the fit sees the interpolation error the search will."""
     import numpy as np
 
     from spaces.channel_space import ChannelSpace
     from spaces.models import load_model
 
     space = ChannelSpace(load_model(source))
-    baselines = space.baselines()
-    picks = sorted({int(round(i)) for i in np.linspace(0, len(baselines) - 1, max(1, n))})
-    return [space.build(baselines[i][1]) for i in picks]
+    rng, genomes = np.random.default_rng(seed), [space.unpruned()]
+    for _ in range(100 * n):
+        if len(genomes) >= n:
+            break
+        genome = space.sample(rng)
+        if genome not in genomes:
+            genomes.append(genome)
+    return [space.build(g) for g in genomes]
 
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
@@ -85,6 +91,8 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
+    if args.calibrate_candidates < 1:
+        raise ArchpruneError("--calibrate-candidates must be at least 1")
     if any(size < 32 for size in args.imgsz):
         raise ArchpruneError(f"--imgsz values must be at least 32, got {args.imgsz}")
     providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
@@ -95,9 +103,10 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     if args.calibrate:
         models = calibration_models(args.calibrate, args.calibrate_candidates)
         for imgsz in args.imgsz:
-            fit = calibrate(table, models, imgsz, providers, args.threads, out, progress)
+            fit = calibrate(table, models, imgsz, providers, args.threads)
+            table.save(out)
             print(f"correction at {imgsz}: measured = {fit['a']:.3f} x conv sum + {fit['b']:.3f} ms "
-                  f"({len(models)} variants of {args.calibrate})")
+                  f"({len(models)} models: {args.calibrate} and pruned variants)")
     table.complete = True
     table.save(out)
     prov = table.provenance

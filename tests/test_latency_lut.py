@@ -151,7 +151,7 @@ def test_correction_fit_and_its_use_at_other_sizes() -> None:
 def test_quick_grid_and_sides() -> None:
     assert measure_module.sides([320]) == [5, 10, 20, 40, 80, 160, 320]
     quick, full = default_grid([160], quick=True), default_grid([320, 640])
-    assert 50 < len(quick) < 150 < 1000 < len(full) < 2000
+    assert 50 < len(quick) < 150 < 3000 < len(full) < 5000
     assert ConvKey("regular", 3, 2, 3, 16, 640) in full  # the stem at 640
     assert all(k.c_in == k.c_out for k in full if k.kind == "depthwise")
 
@@ -176,6 +176,14 @@ def test_an_interrupted_measurement_resumes(tmp_path: Path, monkeypatch: pytest.
     done = measure_table(keys, partial, out, threads=1, progress=False)
     assert set(done.entries) == set(keys) and all(ms > 0 for ms in done.entries.values())
     assert set(load_table(out).entries) == set(keys)
+
+
+def test_calibrate_measures_whole_models_and_stores_the_fit(tmp_path: Path) -> None:
+    models = [nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1)) for c in (8, 16, 32)]
+    table = measure_for(models, 64, new_table("t", threads=1), threads=1, progress=False)
+    fit = measure_module.calibrate(table, models, 64, threads=1)
+    assert table.corrections[64] == fit and fit["n"] == 3 and fit["a"] > 0
+    assert load_table(table.save(tmp_path / "lut.json")).corrections[64] == pytest.approx(fit)
 
 
 def _parser() -> argparse.ArgumentParser:

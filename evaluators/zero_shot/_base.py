@@ -142,3 +142,17 @@ def task_loss(out: Any, labels: Tensor) -> Tensor:
 def weighted_layers(model: nn.Module) -> list[nn.Module]:
     """Conv and linear layers with a trainable weight (frozen ones, like a DFL's fixed conv, are skipped)."""
     return [m for m in model.modules() if isinstance(m, WEIGHTED) and m.weight.requires_grad]
+
+
+def loss_gradients(model: nn.Module, imgsz: ImgSize, batch: int, seed: int, data: Any, channels: int,
+                   reinit: bool) -> list[nn.Module]:
+    """The conv and linear layers of a scoring copy of ``model`` after one backward of the task loss
+    on one batch (``data``, or a seeded Gaussian batch): what snip and grad_norm read."""
+    net = scoring_copy(model)
+    layers = weighted_layers(net)
+    with seeded(seed):
+        if reinit:
+            reset_weights(net)
+        x, labels = model_inputs(data, imgsz, batch, seed, channels, device_of(net))
+        task_loss(net(x), labels).backward()
+    return [m for m in layers if m.weight.grad is not None]

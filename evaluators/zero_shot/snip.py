@@ -13,19 +13,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from evaluators.zero_shot._base import (
-    DEFAULT_BATCH, ImgSize, device_of, model_inputs, reset_weights, scoring_copy, seeded, task_loss, weighted_layers)
+from evaluators.zero_shot._base import DEFAULT_BATCH, ImgSize, loss_gradients
 from evaluators.zero_shot.batches import Minibatch
 
 
 def snip_score(model: nn.Module, imgsz: ImgSize, *, batch: int = DEFAULT_BATCH, seed: int = 0,
                data: Minibatch | None = None, channels: int = 3, reinit: bool = True) -> float:
     """sum |dL/dw * w| over one batch (``data``, or a seeded Gaussian batch with random labels)."""
-    net = scoring_copy(model)
-    layers = weighted_layers(net)
-    with seeded(seed):
-        if reinit:
-            reset_weights(net)
-        x, labels = model_inputs(data, imgsz, batch, seed, channels, device_of(net))
-        task_loss(net(x), labels).backward()
-    return float(sum((m.weight.grad * m.weight.detach()).abs().sum() for m in layers if m.weight.grad is not None))
+    layers = loss_gradients(model, imgsz, batch, seed, data, channels, reinit)
+    return float(sum((m.weight.grad * m.weight.detach()).abs().sum() for m in layers))
