@@ -147,7 +147,9 @@ def weighted_layers(model: nn.Module) -> list[nn.Module]:
 def loss_gradients(model: nn.Module, imgsz: ImgSize, batch: int, seed: int, data: Any, channels: int,
                    reinit: bool) -> list[nn.Module]:
     """The conv and linear layers of a scoring copy of ``model`` after one backward of the task loss
-    on one batch (``data``, or a seeded Gaussian batch): what snip and grad_norm read."""
+    on one batch (``data``, or a seeded Gaussian batch): what snip and grad_norm read. With ``reinit``
+    the copy's layers are re-drawn with their default initialisation under ``seed``, so the score
+    depends on the architecture and the seed only; without, it scores the model's own weights."""
     net = scoring_copy(model)
     layers = weighted_layers(net)
     with seeded(seed):

@@ -3,10 +3,7 @@
 One minibatch, default-initialised weights, BN in train mode; score = sum over conv and linear layers
 of the L2 norm of dL/dw. L as in snip: cross-entropy for classifier logits, the seeded
 random-target regression surrogate of ``_base.task_loss`` for a detector.
-
-With ``reinit`` (default) the copy's layers are re-drawn with their own default initialisation under
-``seed``, so the score depends on the architecture and the seed only; ``reinit=False`` scores the
-model's own weights (e.g. a pruned pretrained detector).
+``reinit``: see ``_base.loss_gradients``.
 """
 from __future__ import annotations
 

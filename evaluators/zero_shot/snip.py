@@ -4,10 +4,7 @@ One minibatch, default-initialised weights, BN in train mode; score = sum over t
 linear layers of |dL/dw * w|. L is cross-entropy for a classifier and, for a detector or any
 model whose output is not (batch, classes) logits, the surrogate regression to a seeded random
 target described in ``_base.task_loss`` (no boxes needed).
-
-With ``reinit`` (default) the copy's layers are re-drawn with their own default initialisation under
-``seed``, so the score depends on the architecture and the seed only; ``reinit=False`` scores the
-model's own weights (e.g. a pruned pretrained detector).
+``reinit``: see ``_base.loss_gradients``.
 """
 from __future__ import annotations
 
