@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers
 from spaces.errors import ArchpruneError
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parsers(sub)
     add_bench_parser(sub)
+    add_latency_table_parser(sub)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")

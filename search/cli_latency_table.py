@@ -36,7 +36,8 @@ def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency-table", help="measure a per-conv latency table on this machine (run it on the target)")
     p.add_argument("--target", required=True, help="name of the device this runs on (stored in the table)")
     p.add_argument("--out", required=True, help="table JSON to write (an existing one from this machine is resumed)")
-    p.add_argument("--provider", default="CPU", help="onnxruntime execution provider, short forms allowed (default CPU)")
+    p.add_argument("--provider", default="CPU",
+                   help="onnxruntime execution provider, short forms allowed (default CPU)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's, all cores)")
     p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640],
                    help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
@@ -62,7 +63,8 @@ def _open_table(out: Path, target: str, providers: list[str], threads: int | Non
     if table.target != target:
         differs.insert(0, f"target {table.target!r}, this run {target!r}")
     if differs:
-        raise ArchpruneError(f"{out} was measured elsewhere ({'; '.join(differs)}): pass another --out to start a new table")
+        raise ArchpruneError(f"{out} was measured elsewhere ({'; '.join(differs)}): "
+                             "pass another --out to start a new table")
     return table
 
 
@@ -86,8 +88,7 @@ def calibration_models(source: str, n: int, seed: int = 0) -> list:
 
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
-    from evaluators.latency_lut import default_grid, measure_table
-    from evaluators.latency_lut.measure import calibrate
+    from evaluators.latency_lut import calibrate, default_grid, measure_table
 
     if args.threads is not None and args.threads < 1:
         raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
@@ -110,6 +111,7 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     table.complete = True
     table.save(out)
     prov = table.provenance
-    print(f"{len(table.entries)} entries ({len(table.entries) - before} new, {time.perf_counter() - start:.0f} s) -> {out}  "
+    new, took = len(table.entries) - before, time.perf_counter() - start
+    print(f"{len(table.entries)} entries ({new} new, {took:.0f} s) -> {out}  "
           f"[target {table.target}: {prov['cpu']}, {prov['provider']}, threads {prov['threads'] or 'default'}]")
     return 0

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.flops import FlopsEvaluator
 from evaluators.latency import LatencyEvaluator, measure_onnx_latency
-from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, LatencyTable, conv_list, default_grid,
-                                    keys_for, load_table, measure_for, measure_table, new_table)
+from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, LatencyTable, calibrate, conv_list,
+                                    default_grid, keys_for, load_table, measure_for, measure_table, new_table)
 from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
 from evaluators.onnx_export import export_onnx
@@ -96,7 +94,10 @@ def test_conv_list_of_yolov8n_matches_its_conv_modules() -> None:
     assert {(s.h, s.w) for s in listed if s.name.startswith("model.8.")} == {(5, 5)}  # stride 32
     # tracing small and scaling gives the convs and pixel counts of a full-size trace
     exact = conv_list(model, 160, exact=True)
-    assert [(s.name, s.c_in, s.c_out, s.h * s.w) for s in listed] == [(s.name, s.c_in, s.c_out, s.h * s.w) for s in exact]
+    def pixels(specs: list[ConvSpec]) -> list[tuple[str, int, int, int]]:
+        return [(s.name, s.c_in, s.c_out, s.h * s.w) for s in specs]
+
+    assert pixels(listed) == pixels(exact)
     assert model.training is False and not model._forward_hooks  # hooks removed, mode kept
 
 
@@ -181,7 +182,7 @@ def test_an_interrupted_measurement_resumes(tmp_path: Path, monkeypatch: pytest.
 def test_calibrate_measures_whole_models_and_stores_the_fit(tmp_path: Path) -> None:
     models = [nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1)) for c in (8, 16, 32)]
     table = measure_for(models, 64, new_table("t", threads=1), threads=1, progress=False)
-    fit = measure_module.calibrate(table, models, 64, threads=1)
+    fit = calibrate(table, models, 64, threads=1)
     assert table.corrections[64] == fit and fit["n"] == 3 and fit["a"] > 0
     assert load_table(table.save(tmp_path / "lut.json")).corrections[64] == pytest.approx(fit)
 
@@ -220,7 +221,7 @@ def test_predicted_evaluator_is_cheap_picklable_and_says_where_from(tmp_path: Pa
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1))
     result = evaluator.evaluate(Candidate(model, imgsz=20))
     assert result["latency_ms"] == pytest.approx(power_law_ms(3, 16, 3, 20) + power_law_ms(16, 32, 3, 20), rel=0.2)
-    assert result["latency_source"] == "predicted:lut.json" and result["host"] == "h" and result["target"] == "synthetic"
+    assert (result["latency_source"], result["host"], result["target"]) == ("predicted:lut.json", "h", "synthetic")
     assert FlopsEvaluator.cost < evaluator.cost < LatencyEvaluator.cost and evaluator.name == "latency"
     assert evaluator.metric_names == ["latency_ms"]
 
