@@ -32,7 +32,10 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--keep-layers": ("keep_layers", dict(help="comma-separated module names never pruned")),
     "--population": ("population", dict(type=int, help="NSGA-II parents μ, also optuna-nsga2's (default 16); zeroshot's population (256)")),
     "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16); zeroshot's per step (64)")),
-    "--latency": ("latency", dict(help="ort (default: ONNX + onnxruntime) or torch")),
+    "--latency": ("latency", dict(help="ort (default: ONNX + onnxruntime), torch, or predict:LUT.json "
+                                       "(from `archprune latency-table`)")),
+    "--no-remeasure-front": ("remeasure_front", dict(action="store_false", help="with predict:LUT.json, do not "
+                                                     "measure the final front on this machine")),
     "--threads": ("threads", dict(type=int, help="latency threads (default: all cores)")),
     "--latency-runs": ("latency_runs", dict(type=int, help="timed runs per candidate (default 30)")),
     "--providers": ("providers", dict(help="onnxruntime execution providers, comma-separated")),

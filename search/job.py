@@ -71,6 +71,19 @@ def zero_shot_evaluators(settings: RunSettings, scores: set[str], data: Any = No
     return [ZeroShotEvaluator(sorted(scores), seed=settings.seed, data=data, entropy_weights=settings.entropy_weights)]
 
 
+def latency_evaluator(settings: RunSettings, measured: bool = False) -> Evaluator:
+    """Measured on this machine (onnxruntime or torch), or predicted from a latency table."""
+    if settings.latency.startswith("predict:") and not measured:
+        from evaluators.latency_predicted import PredictedLatencyEvaluator
+
+        return PredictedLatencyEvaluator(settings.latency[len("predict:"):])
+    from evaluators.latency import LatencyEvaluator
+
+    backend = "ort" if settings.latency.startswith("predict:") else settings.latency
+    return LatencyEvaluator(backend, threads=settings.threads, runs=settings.latency_runs,
+                            warmup=settings.latency_warmup, providers=settings.providers)
+
+
 def build_evaluators(settings: RunSettings, data: Any, imgsz: int) -> list[Evaluator]:
     from evaluators.flops import FlopsEvaluator
 
@@ -78,10 +91,7 @@ def build_evaluators(settings: RunSettings, data: Any, imgsz: int) -> list[Evalu
     evaluators: list[Evaluator] = [FlopsEvaluator()]  # always: the front table shows params and GFLOPs
     evaluators += zero_shot_evaluators(settings, needed & set(ZERO_SHOT_METRICS))
     if needed & LATENCY_METRICS:
-        from evaluators.latency import LatencyEvaluator
-
-        evaluators.append(LatencyEvaluator(settings.latency, threads=settings.threads, runs=settings.latency_runs,
-                                           warmup=settings.latency_warmup, providers=settings.providers))
+        evaluators.append(latency_evaluator(settings))
     if needed & ACCURACY_METRICS:
         if settings.proxy == "finetune":
             from evaluators.proxy_finetune import FinetuneMapEvaluator
@@ -159,10 +169,7 @@ def blocks_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evalua
     evaluators: list[Evaluator] = [analytic]
     evaluators += zero_shot_evaluators(settings, needed & set(ZERO_SHOT_METRICS) - {"entropy"})
     if needed & LATENCY_METRICS:
-        from evaluators.latency import LatencyEvaluator
-
-        evaluators.append(LatencyEvaluator(settings.latency, threads=settings.threads, runs=settings.latency_runs,
-                                           warmup=settings.latency_warmup, providers=settings.providers))
+        evaluators.append(latency_evaluator(settings))
     constraints = list(settings.constraint_list)
     if not constraints:  # the budgets of the default: a YOLOv8n-sized detector
         from search.objectives import parse_constraints
@@ -224,4 +231,32 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
                     candidate_timeout_s=settings.candidate_timeout_s, workers=settings.workers,
                     dask=settings.dask, latency_resource=settings.latency_resource,
                     study_attrs={"settings": settings.to_dict(), "imgsz": imgsz})
+    if settings.latency.startswith("predict:") and settings.remeasure_front and result.front:
+        remeasure_front(settings, space, imgsz, result, say, log)
     return result
+
+
+def remeasure_front(settings: RunSettings, space: SearchSpace, imgsz: int, result: SearchResult,
+                    say: Callable[[str], None], log: Callable[[str], None]) -> None:
+    """Predicted latency chose the front; measure those candidates for real on this machine. The
+    measurements go beside the predictions (trials are immutable once finished): into the study's
+    ``remeasured`` attribute and ``results/<run>/remeasured.json``."""
+    import json
+
+    from evaluators._base import Candidate
+
+    measure = latency_evaluator(settings, measured=True)
+    rows = {}
+    for record in result.front:
+        model = space.build(record.genome)
+        measured = measure.evaluate(Candidate(model=model, imgsz=imgsz, genome=record.genome, config=record.config))
+        predicted = float(record.metrics["latency_ms"])
+        rows[str(record.number)] = {"predicted_ms": predicted, "measured_ms": measured["latency_ms"],
+                                    "error": measured["latency_ms"] / predicted - 1.0,
+                                    **{k: measured[k] for k in ("host", "cpu", "threads") if k in measured}}
+        line = (f"re-measured trial {record.number}: predicted {predicted:.2f} ms, measured "
+                f"{measured['latency_ms']:.2f} ms ({rows[str(record.number)]['error']:+.0%})")
+        say(line)
+        log(line)
+    result.store.study.set_user_attr("remeasured", rows)
+    (settings.run_dir() / "remeasured.json").write_text(json.dumps(rows, indent=2))

@@ -24,7 +24,7 @@ EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead o
 # where the run is kept, not what it means: never part of the comparison
 LOCATION = {"run", "storage", "results"}
 # how candidates are evaluated, not what they score: may change between resumes
-OPERATIONAL = {"executor", "candidate_timeout", "workers", "dask", "latency_resource"}
+OPERATIONAL = {"executor", "candidate_timeout", "workers", "dask", "latency_resource", "remeasure_front"}
 
 
 @dataclass
@@ -53,7 +53,8 @@ class RunSettings:
     crossover_prob: float = 0.9
     mutation_rate: float | None = None  # per gene; default 1 / number of genes
     # latency
-    latency: str = "ort"
+    latency: str = "ort"  # "ort", "torch", or "predict:lut.json" (a table from `archprune latency-table`)
+    remeasure_front: bool = True  # with predicted latency: measure the final front on this machine
     threads: int | None = None
     latency_runs: int = 30
     latency_warmup: int = 5
@@ -121,8 +122,15 @@ class RunSettings:
             raise ArchpruneError(f"unknown driver {self.driver!r}; choose one of {', '.join(DRIVERS)}")
         if self.proxy not in PROXIES:
             raise ArchpruneError(f"unknown proxy {self.proxy!r}; choose one of {', '.join(PROXIES)}")
-        if self.latency not in ("ort", "torch"):
-            raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort' or 'torch'")
+        if self.latency.startswith("predict:"):
+            table = Path(self.latency[len("predict:"):])
+            if not table.is_file():
+                raise ArchpruneError(f"--latency {self.latency}: no latency table at {table} (measure one on the "
+                                     "target with `archprune latency-table --target NAME --out lut.json`)")
+            if "latency_p90_ms" in {o.name for o in self.objective_list} | {c.name for c in self.constraint_list}:
+                raise ArchpruneError("a latency table predicts the median (latency_ms), not latency_p90_ms")
+        elif self.latency not in ("ort", "torch"):
+            raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort', 'torch' or predict:LUT.json")
         self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
         if self.executor not in ("process", "inline"):
             raise ArchpruneError(f"unknown executor {self.executor!r}; use 'process' (default) or 'inline'")

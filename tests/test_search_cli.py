@@ -228,3 +228,27 @@ def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     settings = settings_from_args(build_parser().parse_args(["search", "--config", str(config), "--trials", "7"]))
     assert settings.trials == 7 and settings.keep_layers == ["model.9", "model.8"]
     assert settings.constraints == ["flops_g<=2"] and settings.driver == "nsga2"
+
+
+@pytest.mark.slow
+def test_a_search_on_predicted_latency_remeasures_its_front(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lut = tmp_path / "lut.json"
+    assert main(["latency-table", "--target", "this-box", "--quick", "--imgsz", "64", "--out", str(lut)]) == 0
+    assert main(["search", *FAST, "--objectives", "latency_ms:min,params_m:min", "--latency", f"predict:{lut}",
+                 "--trials", "8", "--run", "p", "--results", str(tmp_path), "--no-progress",
+                 "--executor", "inline"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "p" / "remeasured.json").read_text())
+    assert rows and all(row["measured_ms"] > 0 and row["predicted_ms"] > 0 for row in rows.values())
+    assert out.count("re-measured trial") == len(rows)
+    db = tmp_path / "p" / "study.db"
+    with sqlite3.connect(db) as con:
+        sources = {json.loads(v)["latency_source"] for (v,) in con.execute(
+            "SELECT value_json FROM trial_user_attributes WHERE key = 'metrics'")}
+    assert sources == {"predicted:lut.json"}  # every trial was predicted; only the front was measured
+
+
+def test_predicted_latency_needs_an_existing_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["search", *FAST, "--objectives", "latency_ms:min", "--latency", "predict:nope.json", "--trials", "2",
+                 "--results", str(tmp_path), "--no-progress"]) == 2
+    assert "no latency table at nope.json" in capsys.readouterr().err
