@@ -187,6 +187,7 @@ class _Loop:
                         break
                     if self.blocked_by_others:  # the last trials are other processes': see how they end
                         time.sleep(1.0)
+                        store.recover_stale()  # ... or whether their process died
                         store.refresh()
                     continue
                 finished, _ = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)

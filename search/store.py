@@ -252,10 +252,14 @@ class Store:
         self.recover_stale()
         with warnings.catch_warnings():  # Optuna would like heartbeats only inside Study.optimize
             warnings.simplefilter("ignore")
-            trial = self.study.ask(self.distributions)
+            trial = self.study.ask()
+        # the worker is written before the genes are drawn (one write each): a process killed in
+        # between leaves a trial another process can tell is dead, not an anonymous one
         trial.set_user_attr("worker", worker_id())
         self._live.add(trial._trial_id)
         self._start_heartbeat()
+        for name, dist in self.distributions.items():
+            trial.suggest_int(name, int(dist.low), int(dist.high))
         return trial
 
     def close_duplicate(self, asked: optuna.Trial, of: int | None) -> None:
