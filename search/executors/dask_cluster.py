@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -70,8 +71,15 @@ def connect(address: str, resources: dict[str, float] | None = None) -> Any:
         if workers < 1:
             raise ArchpruneError(f"--dask {address}: give the number of local workers, e.g. local:2")
         # one thread per worker process: two evaluations in one process would share torch's threads
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, resources=resources)
+        environ = dict(os.environ)
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR, resources=resources)
+        finally:
+            # Dask's nanny writes OMP/MKL_NUM_THREADS=1 (and more) into this process's environment for
+            # its workers; left there, every later subprocess of the search would run single-threaded
+            os.environ.clear()
+            os.environ.update(environ)
         return Client(cluster)
     if "://" not in address:
         raise ArchpruneError(f"--dask {address!r}: give local:N or a scheduler address such as tcp://HOST:8786")
@@ -88,6 +96,7 @@ class DaskExecutor(Executor):
                  latency_resource: str | None = None) -> None:
         payload = pickled_pipeline(pipeline, "use --executor inline without --dask")
         self.timeout_s, self.resource = timeout_s, latency_resource
+        self._environ = dict(os.environ)  # a LocalCluster's nanny rewrites it whenever it (re)starts a worker
         local_resources = {latency_resource: 1} if latency_resource and address.startswith("local:") else None
         self.client = connect(address, local_resources)
         self.plugin_name = "archprune-" + hashlib.sha256(payload).hexdigest()[:16]
@@ -156,6 +165,8 @@ class DaskExecutor(Executor):
                 cluster.close()
         except Exception:  # closing a cluster that is already gone
             pass
+        os.environ.clear()
+        os.environ.update(self._environ)
 
 
 def _processing_on(dask_scheduler: Any, key: str) -> str | None:
