@@ -132,7 +132,9 @@ class RunSettings:
         elif self.latency not in ("ort", "torch"):
             raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort', 'torch' or predict:LUT.json")
         self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
-        if self.executor not in ("process", "inline"):
+        from search.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
             raise ArchpruneError(f"unknown executor {self.executor!r}; use 'process' (default) or 'inline'")
         if int(self.workers) < 1:
             raise ArchpruneError(f"--workers {self.workers}: give at least 1 worker process")
