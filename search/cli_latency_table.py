@@ -42,11 +42,15 @@ def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640],
                    help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds; for tests and trying it out)")
-    p.add_argument("--calibrate", metavar="MODEL", default=None,
-                   help="also measure MODEL and a few random channel-pruned variants of it whole, at each "
-                        "--imgsz, and fit the correction on them (recommended)")
+    p.add_argument("--calibrate", metavar="MODEL|blocks[:STRUCTURE]", default=None,
+                   help="also measure a few candidates of the family you will search whole, at each --imgsz, "
+                        "and fit the correction on them (recommended): MODEL and random channel-pruned "
+                        "variants of it (--space channels), or 'blocks' / 'blocks:my_backbone.yaml' for the "
+                        "initial structure and random block-space detectors (--space blocks)")
     p.add_argument("--calibrate-candidates", type=int, default=5,
-                   help="how many models --calibrate measures (default 5: the unpruned one and 4 variants)")
+                   help="how many models --calibrate measures (default 5: the unpruned or initial one and 4 more)")
+    p.add_argument("--nc", type=int, default=80,
+                   help="classes of the block-space detectors --calibrate blocks builds (default 80)")
     p.set_defaults(func=_cmd_latency_table)
 
 
@@ -68,16 +72,35 @@ def _open_table(out: Path, target: str, providers: list[str], threads: int | Non
     return table
 
 
-def calibration_models(source: str, n: int, seed: int = 0) -> list:
-    """The unpruned model and ``n - 1`` random channel-pruned variants: candidates like a search's,
-    so the fit sees the interpolation error the search will."""
-    import numpy as np
+BLOCKS = "blocks"
 
+
+def names_blocks(source: str) -> bool:
+    """Whether a --calibrate value names the block space (``blocks`` or ``blocks:STRUCTURE``), not a model."""
+    return source == BLOCKS or source.startswith(BLOCKS + ":")
+
+
+def calibration_space(source: str, nc: int = 80):
+    """The search space whose candidates calibrate the table: ``blocks`` or ``blocks:STRUCTURE`` (a
+    block space grown from the default or the given structure), else channel pruning of a model."""
+    if names_blocks(source):
+        from spaces.blocks import DEFAULT_STRUCTURE, BlockSpace
+
+        structure = source.partition(":")[2]
+        return BlockSpace(structure or DEFAULT_STRUCTURE, nc=nc)
     from spaces.channel_space import ChannelSpace
     from spaces.models import load_model
 
-    space = ChannelSpace(load_model(source))
-    rng, genomes = np.random.default_rng(seed), [space.unpruned()]
+    return ChannelSpace(load_model(source))
+
+
+def calibration_models(source: str, n: int, seed: int = 0, nc: int = 80) -> list:
+    """The space's first baseline (the unpruned model, or the initial structure) and ``n - 1`` random
+    candidates of it: candidates like a search's, so the fit sees the interpolation error the search will."""
+    import numpy as np
+
+    space = calibration_space(source, nc)
+    rng, genomes = np.random.default_rng(seed), [space.baselines()[0][1]]
     for _ in range(100 * n):
         if len(genomes) >= n:
             break
@@ -94,20 +117,25 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
         raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
     if args.calibrate_candidates < 1:
         raise ArchpruneError("--calibrate-candidates must be at least 1")
+    if args.nc < 1:
+        raise ArchpruneError(f"--nc must be at least 1, got {args.nc}")
     if any(size < 32 for size in args.imgsz):
         raise ArchpruneError(f"--imgsz values must be at least 32, got {args.imgsz}")
     providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
     table = _open_table(out, args.target, providers, args.threads)
+    # built before the grid is measured, so a bad --calibrate fails in a second, not after the grid
+    models = calibration_models(args.calibrate, args.calibrate_candidates, nc=args.nc) if args.calibrate else []
     before, start = len(table.entries), time.perf_counter()
     table.complete = False
     measure_table(default_grid(args.imgsz, quick=args.quick), table, out, providers, args.threads, progress)
-    if args.calibrate:
-        models = calibration_models(args.calibrate, args.calibrate_candidates)
+    if models:
+        what = ("the initial structure and random block-space detectors" if names_blocks(args.calibrate)
+                else f"{args.calibrate} and random channel-pruned variants")
         for imgsz in args.imgsz:
-            fit = calibrate(table, models, imgsz, providers, args.threads)
+            fit = calibrate(table, models, imgsz, providers, args.threads, on=args.calibrate)
             table.save(out)
             print(f"correction at {imgsz}: measured = {fit['a']:.3f} x conv sum + {fit['b']:.3f} ms "
-                  f"({len(models)} models: {args.calibrate} and pruned variants)")
+                  f"({len(models)} models: {what})")
     table.complete = True
     table.save(out)
     prov = table.provenance

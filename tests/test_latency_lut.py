@@ -18,7 +18,8 @@ from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, Latency
 from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
 from evaluators.onnx_export import export_onnx
-from search.cli_latency_table import add_latency_table_parser, provider_name
+from search.cli_latency_table import add_latency_table_parser, calibration_models, provider_name
+from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
@@ -212,6 +213,31 @@ def test_cli_measures_resumes_and_refuses_another_machines_file(tmp_path: Path, 
         provider_name("no-such-device")
     with pytest.raises(SystemExit):
         _parser().parse_args(["latency-table", "--out", str(out)])  # --target is required
+
+
+def test_calibrate_blocks_fits_on_block_space_detectors(tmp_path: Path, capsys) -> None:
+    models = calibration_models("blocks", 3, nc=10)
+    space = BlockSpace(DEFAULT_STRUCTURE, nc=10)
+    genomes = [space.genome_of(m.structure) for m in models]
+    assert all(isinstance(m, BlockDetector) for m in models) and len(set(genomes)) == 3
+    assert genomes[0] == space.baselines()[0][1]  # the initial structure first
+    custom = tmp_path / "backbone.yaml"
+    custom.write_text("- {class: conv, in: 3, out: 8, s: 2, k: 3}\n" + "".join(
+        f"- {{class: k1kx, in: {i}, out: {o}, s: 2, k: 3, L: 1, btn: 8}}\n"
+        for i, o in ((8, 16), (16, 24), (24, 32), (32, 40))))
+    out = tmp_path / "lut.json"
+    argv = ["latency-table", "--target", "box", "--out", str(out), "--quick", "--imgsz", "64", "--threads", "1",
+            "--calibrate", f"blocks:{custom}", "--calibrate-candidates", "2", "--nc", "10"]
+    args = _parser().parse_args(argv)
+    assert args.func(args) == 0
+    fit = load_table(out).corrections[64]
+    assert fit["on"] == f"blocks:{custom}" and fit["n"] == 2 and fit["a"] > 0
+    assert "random block-space detectors" in capsys.readouterr().out
+    fresh = tmp_path / "fresh.json"
+    args = _parser().parse_args(argv[:4] + [str(fresh)] + argv[5:-6] + ["--calibrate", "blocks:no-such.yaml"])
+    with pytest.raises(ArchpruneError, match="no-such.yaml not found"):
+        args.func(args)
+    assert not fresh.exists()  # refused before the grid was measured
 
 
 # -- the prediction ------------------------------------------------------------------------------

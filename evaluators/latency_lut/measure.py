@@ -180,8 +180,8 @@ def measure_model(model: nn.Module, imgsz: int, providers: list[str] | None = No
 
 
 def calibrate(table: LatencyTable, models: Sequence[nn.Module], imgsz: int, providers: list[str] | None = None,
-              threads: int | None = None) -> dict[str, float]:
-    """Measure ``models`` whole at ``imgsz`` and fit the table's correction there.
+              threads: int | None = None, on: str | None = None) -> dict[str, Any]:
+    """Measure ``models`` whole at ``imgsz`` and fit the table's correction there (``on`` names their family).
 
     Their convs are deliberately not added to the table: the fit must see the same interpolation
     error the search's candidates will, so calibrate on candidates like them (random samples of
@@ -190,4 +190,4 @@ def calibrate(table: LatencyTable, models: Sequence[nn.Module], imgsz: int, prov
     from .predictor import LatencyPredictor
 
     measured = [measure_model(m, imgsz, providers, threads) for m in models]
-    return LatencyPredictor(table).fit(models, measured, imgsz)
+    return LatencyPredictor(table).fit(models, measured, imgsz, on)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from torch import nn
@@ -115,10 +115,12 @@ class LatencyPredictor:
         fit = self.table.corrections[ref]
         return fit["a"], fit["b"] * (imgsz / ref) ** 2
 
-    def fit(self, models: Sequence[nn.Module], measured_ms: Sequence[float], imgsz: int) -> dict[str, float]:
+    def fit(self, models: Sequence[nn.Module], measured_ms: Sequence[float], imgsz: int,
+            on: str | None = None) -> dict[str, Any]:
         """Least-squares ``measured = a * conv_sum + b`` over fully measured candidates at ``imgsz``;
-        stored in the table (save it to keep it). One candidate, or a fit with a <= 0 (candidates too
-        alike for the noise): a ratio through the origin instead."""
+        stored in the table (save it to keep it), with ``on`` naming the family they came from. One
+        candidate, or a fit with a <= 0 (candidates too alike for the noise): a ratio through the origin
+        instead."""
         if len(models) != len(measured_ms) or not models:
             raise ArchpruneError("fit needs one measured latency per model, and at least one model")
         sums = np.array([self.conv_sum(m, imgsz) for m in models])
@@ -128,7 +130,7 @@ class LatencyPredictor:
             slope, intercept = np.linalg.lstsq(np.stack([sums, np.ones_like(sums)], 1), measured, rcond=None)[0]
             if slope > 0:
                 a, b = float(slope), float(intercept)
-        self.table.corrections[imgsz] = {"a": a, "b": b, "n": float(len(models))}
+        self.table.corrections[imgsz] = {"a": a, "b": b, "n": float(len(models)), **({"on": on} if on else {})}
         return self.table.corrections[imgsz]
 
     def predict(self, model: nn.Module, imgsz: int) -> float:

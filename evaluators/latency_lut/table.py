@@ -7,7 +7,7 @@ result back. It is written one entry per line, so a diff of two tables stays rea
      "provenance": {"host": ..., "cpu": ..., "onnxruntime": "1.32.0", "provider": "CPUExecutionProvider",
                     "threads": 0, "batch": 1, "created": "2026-...", "graph": "Conv (BN folded) + SiLU, ..."},
      "call_overhead_ms": 0.011,
-     "corrections": {"320": {"a": 1.08, "b": 1.9, "n": 3}},
+     "corrections": {"320": {"a": 1.08, "b": 1.9, "n": 5, "on": "yolov8n"}},
      "entries": [
       {"kind": "regular", "k": 3, "s": 1, "c_in": 16, "c_out": 32, "h": 80, "ms": 0.2031},
       ...]}
@@ -48,7 +48,8 @@ class LatencyTable:
     provenance: dict[str, Any]
     entries: dict[ConvKey, float] = field(default_factory=dict)
     call_overhead_ms: float = 0.0  # session.run of a trivial graph: paid once per model, not per conv
-    corrections: dict[int, dict[str, float]] = field(default_factory=dict)  # imgsz -> {"a", "b", "n"}
+    # imgsz -> {"a", "b", "n"} and, when known, "on": the family the fit measured (a model, "blocks", ...)
+    corrections: dict[int, dict[str, Any]] = field(default_factory=dict)
     complete: bool = False
 
     def to_json(self) -> str:
@@ -93,7 +94,8 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
                              f"reads version {VERSION}: re-measure it with `archprune latency-table`")
     try:
         entries = {_entry_key(e): float(e["ms"]) for e in data["entries"]}
-        corrections = {int(size): {n: float(fit[n]) for n in ("a", "b", "n")}
+        corrections = {int(size): {**{n: float(fit[n]) for n in ("a", "b", "n")},
+                                   **({"on": str(fit["on"])} if "on" in fit else {})}
                        for size, fit in data.get("corrections", {}).items()}
         return LatencyTable(target=str(data["target"]), provenance=dict(data["provenance"]), entries=entries,
                             call_overhead_ms=float(data.get("call_overhead_ms", 0.0)), corrections=corrections,
