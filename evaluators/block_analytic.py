@@ -1,5 +1,5 @@
-"""Block-space candidates scored from their structure alone: detector FLOPs and params, backbone
-layers and MAE-DET's analytic entropy. Nothing is built, which is what lets a zero-shot search
+"""Block-space candidates scored from their structure alone: detector FLOPs and params, the backbone's
+FLOPs, params and layers, and MAE-DET's analytic entropy. Nothing is built, which is what lets a zero-shot search
 score tens of thousands of structures on a CPU; the counts match thop's (tests/test_block_space.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from evaluators._base import Candidate, Evaluator
 
 
 class BlockAnalyticEvaluator(Evaluator):
-    directions = {"flops_g": "min", "params_m": "min", "layers": "min", "entropy": "max"}
+    directions = {"flops_g": "min", "params_m": "min", "backbone_flops_g": "min", "backbone_params_m": "min",
+                  "layers": "min", "entropy": "max"}
     cost = 0
     name = "analytic"
     needs_model = False

@@ -19,8 +19,10 @@ from spaces.tp_compat import GRADIENT_IMPORTANCES
 
 LATENCY_METRICS = {"latency_ms", "latency_p90_ms"}
 ACCURACY_METRICS = {"map50_95", "map50"}
-#: --space blocks without budgets: those of a YOLOv8n-sized detector (the default structure's FLOPs
-#: and params at the run's image size) and YOLOv8n's 29 backbone convs
+#: --space blocks without budgets: the default structure's costs at the run's image size (a YOLOv8n-sized
+#: backbone, FLOPs and params, in a YOLOv8n-sized detector) and YOLOv8n's 29 backbone convs. The backbone
+#: budget keeps a search from buying backbone FLOPs with a narrower neck.
+BLOCK_BUDGETS = ("backbone_flops_g", "flops_g", "params_m")
 BLOCK_LAYERS_BUDGET = 29
 
 
@@ -171,13 +173,12 @@ def blocks_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evalua
     if needed & LATENCY_METRICS:
         evaluators.append(latency_evaluator(settings))
     constraints = list(settings.constraint_list)
-    if not constraints:  # the budgets of the default: a YOLOv8n-sized detector
-        from search.objectives import parse_constraints
-
+    if not constraints:  # the budgets of the default: a YOLOv8n-sized backbone in a YOLOv8n-sized detector
         start = space.analytic_metrics(space.baselines()[0][1], imgsz)
         defaults = space.analytic_metrics(space.genome_of(DEFAULT_STRUCTURE), imgsz) if not settings.init else start
-        constraints = parse_constraints([f"flops_g<={defaults['flops_g']:.4f}", f"params_m<={defaults['params_m']:.4f}",
-                                         f"layers<={max(BLOCK_LAYERS_BUDGET, start['layers']):.0f}"])
+        # exact bounds, not rounded strings: rounding down once made the initial structure itself infeasible
+        constraints = [Constraint(name, "<=", defaults[name]) for name in BLOCK_BUDGETS]
+        constraints.append(Constraint("layers", "<=", max(BLOCK_LAYERS_BUDGET, start["layers"])))
     what = (f"TinyNAS-style backbones grown from {'the default YOLOv8n-sized structure' if not settings.init else settings.init}"
             f" ({len(space.genes)} genes) under a YOLOv8 neck and head at {imgsz}px; budgets "
             + ", ".join(str(c) for c in constraints))

@@ -23,6 +23,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "map50": ("max", "mAP50"),
     "top1": ("max", "top-1"),
     "layers": ("min", "layers"),
+    # a block-space detector's backbone alone (the searched part; flops_g / params_m are the whole detector)
+    "backbone_flops_g": ("min", "GFLOPs"),
+    "backbone_params_m": ("min", "M params"),
     # training-free scores (evaluators/zero_shot): higher is better, no unit
     "entropy": ("max", ""),
     "zen": ("max", ""),
@@ -37,7 +40,7 @@ ZERO_SHOT_METRICS = ("entropy", "zen", "naswot", "synflow", "snip", "grad_norm",
 _RANGES: dict[str, tuple[float, float]] = {
     "latency_ms": (0.0, math.inf), "latency_p90_ms": (0.0, math.inf), "flops_g": (0.0, math.inf),
     "params_m": (0.0, math.inf), "map50_95": (0.0, 1.0), "map50": (0.0, 1.0), "top1": (0.0, 1.0),
-    "layers": (1.0, math.inf),
+    "layers": (1.0, math.inf), "backbone_flops_g": (0.0, math.inf), "backbone_params_m": (0.0, math.inf),
 }
 
 

@@ -211,6 +211,8 @@ def test_analytic_flops_and_params_match_thop(which: str, space: BlockSpace) -> 
     analytic = detector_flops_params(structure, imgsz, nc=3)
     assert analytic["flops_g"] == pytest.approx(thop_det["flops_g"], rel=1e-6)
     assert analytic["params_m"] == pytest.approx(thop_det["params_m"], rel=1e-9)
+    assert (analytic["backbone_flops_g"], analytic["backbone_params_m"]) == \
+        pytest.approx((thop_bb["flops_g"], thop_bb["params_m"]), rel=1e-6)
 
 
 def test_entropy_layout_matches_stages_layers_and_the_analytic_entropy() -> None:

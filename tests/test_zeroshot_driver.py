@@ -10,7 +10,7 @@ from evaluators.block_analytic import BlockAnalyticEvaluator
 from search.cli import main
 from search.objectives import parse_constraints, parse_objectives
 from search.runner import search
-from spaces.blocks import BlockSpace, count_layers, detector_flops_params
+from spaces.blocks import BlockSpace, count_layers, default_budgets, detector_flops_params
 
 
 def test_the_zeroshot_driver_respects_every_budget_and_raises_the_score() -> None:
@@ -49,10 +49,12 @@ def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: 
             "--results", str(tmp_path), "--no-progress", "--executor", "inline"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "budgets flops_g<=" in out and "layers<=29" in out  # the YOLOv8n-sized defaults, said out loud
+    # the YOLOv8n-sized defaults, said out loud: the backbone's FLOPs, the detector's FLOPs and params, layers
+    assert "budgets backbone_flops_g<=3.07" in out and "flops_g<=8.8" in out and "layers<=29" in out
     assert main(["pareto", str(tmp_path / "blocks-default"), "--json", "--no-plots"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_trials"] == 200 and report["front"][0]["flops_g"] <= 8.84
+    assert report["n_feasible"] == 200  # the initial structure meets the budgets taken from it (exact, not rounded)
     log = (tmp_path / "blocks-default" / "search.log").read_text()
     assert "children dropped by the analytic budget check" in log
     best = report["front"][0]
@@ -60,6 +62,7 @@ def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: 
     exported = tmp_path / "blocks-default" / "exports" / f"trial-{best['trial']}"
     summary = json.loads((exported / "summary.json").read_text())
     assert summary["flops_g"] == pytest.approx(best["flops_g"], rel=1e-6)  # thop on the built model = analytic
+    assert summary["backbone_flops_g"] <= default_budgets(640)["flops_g"]  # YOLOv8n's backbone: 3.09
     assert {p.name for p in exported.iterdir()} >= {"structure.yaml", "model.pt", "model.onnx"}
 
 

@@ -113,14 +113,16 @@ def structure_params(structure: Any) -> float:
 
 
 def detector_flops_params(structure: Any, imgsz: int = 640, nc: int = 80, neck_depth: int = 1) -> dict[str, float]:
-    """``flops_g`` and ``params_m`` of the whole ``BlockDetector`` (backbone + SPPF/PAN neck + head)."""
+    """``flops_g`` and ``params_m`` of the whole ``BlockDetector`` (backbone + SPPF/PAN neck + head), and
+    ``backbone_flops_g`` / ``backbone_params_m`` of its backbone alone (counted on the same walk)."""
     blocks = as_blocks(structure)
     counter = _Counter()
     sizes = counter.backbone(blocks, imgsz)
+    backbone = {"backbone_flops_g": 2 * counter.macs / 1e9, "backbone_params_m": counter.params / 1e6}
     stages = stage_of_blocks(blocks)
     ends = [i for i in range(len(blocks)) if i + 1 == len(blocks) or stages[i + 1] != stages[i]][-3:]
     counter.neck_and_head([blocks[i].cout for i in ends], [sizes[i] for i in ends], nc, neck_depth)
-    return {"flops_g": 2 * counter.macs / 1e9, "params_m": counter.params / 1e6}
+    return {"flops_g": 2 * counter.macs / 1e9, "params_m": counter.params / 1e6, **backbone}
 
 
 def unit_log_sigma(cls: str, cin: int, k: int, btn: int) -> float:

@@ -140,8 +140,9 @@ class BlockSpace(SearchSpace):
 
     def analytic_metrics(self, genome: Genome, imgsz: int | None = None,
                          entropy_weights: str | Sequence[float] = "maedet") -> dict[str, float]:
-        """The candidate detector's ``flops_g`` and ``params_m``, its backbone's ``layers`` and MAE-DET
-        ``entropy``, all without building it (they match thop): what a zero-shot search runs on."""
+        """The candidate detector's ``flops_g`` and ``params_m``, its backbone's ``backbone_flops_g``,
+        ``backbone_params_m`` and ``layers``, and MAE-DET ``entropy``, all without building it (they match
+        thop): what a zero-shot search runs on."""
         structure = self.structure_of(genome)
         costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth)
         return {**costs, "layers": float(count_layers(structure)),
