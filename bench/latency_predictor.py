@@ -1,10 +1,11 @@
 """Held-out accuracy and speed of the latency-table predictor on this machine.
 
-Measures (or loads) the default grid at one image size, fits the correction per family on a few
-fully measured candidates (channel-pruned YOLOv8n: the unpruned model and 4 random samples; block
-space: 4 random samples), then predicts held-out candidates of each family and measures them with
-onnxruntime. Prints, per family, the share of predictions within +-10% of the measured latency and
-the errors, and the predictor's speed (conv list + lookup on an already built model).
+Measures (or loads) the default grid at one image size, fits the correction per family on the
+candidates ``archprune latency-table --calibrate`` measures (``yolov8n``: the unpruned model and 4
+random channel-pruned samples; ``blocks``: the default structure and 4 random block-space detectors),
+then predicts held-out candidates of each family and measures them with onnxruntime. Prints, per
+family, the share of predictions within +-10% of the measured latency and the errors, and the
+predictor's speed (conv list + lookup on an already built model).
 
     python bench/latency_predictor.py --table results/lut320.json --held-out 10 --blocks 5
 """
@@ -20,9 +21,7 @@ import numpy as np
 
 from evaluators.latency_lut import LatencyPredictor, default_grid, load_table, measure_table, new_table
 from evaluators.latency_lut.measure import calibrate, measure_model
-from spaces.blocks import BlockSpace
-from spaces.channel_space import ChannelSpace
-from spaces.models import build_model
+from search.cli_latency_table import calibration_genomes, calibration_space
 
 
 def distinct(space: Any, rng: np.random.Generator, n: int, avoid: list) -> list:
@@ -47,17 +46,16 @@ def main() -> None:
     table = load_table(path) if path.exists() else new_table("this-box", threads=args.threads)
     measure_table(default_grid([imgsz]), table, path, threads=args.threads, progress=False)
     grid_s = time.time() - start
-    families = {"yolov8n-pruned": ChannelSpace(build_model("yolov8n", nc=80)), "block": BlockSpace(nc=80)}
+    families = {"yolov8n": args.held_out, "blocks": args.blocks}  # --calibrate value: held-out candidates
     report: dict[str, Any] = {"imgsz": imgsz, "entries": len(table.entries), "grid_s": round(grid_s)}
     speeds = []
-    for seed, (family, space) in enumerate(families.items()):
-        rng = np.random.default_rng(seed)
-        fit_genomes = ([space.baselines()[0][1]] if family != "block" else []) + distinct(space, rng, 4, [])
+    for seed, (family, held_out) in enumerate(families.items()):
+        space = calibration_space(family)
+        fit_genomes = calibration_genomes(space, 5)
         family_table = load_table(path)
-        calibrate(family_table, [space.build(g) for g in fit_genomes], imgsz, threads=args.threads)
+        calibrate(family_table, [space.build(g) for g in fit_genomes], imgsz, threads=args.threads, on=family)
         predictor = LatencyPredictor(family_table)
-        held = [space.build(g) for g in distinct(space, rng, args.held_out if family != "block" else args.blocks,
-                                                 fit_genomes)]
+        held = [space.build(g) for g in distinct(space, np.random.default_rng(100 + seed), held_out, fit_genomes)]
         predictor.predict(held[0], imgsz)  # warm-up
         tick = time.perf_counter()
         predicted = [predictor.predict(m, imgsz) for m in held]

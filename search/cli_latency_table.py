@@ -9,8 +9,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:  # torch is imported only when a table is measured, not for `archprune --help`
+    from torch import nn
+
+    from spaces._base import Genome, SearchSpace
 
 KNOWN_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
                    "OpenVINOExecutionProvider", "CoreMLExecutionProvider", "DmlExecutionProvider",
@@ -80,7 +86,7 @@ def names_blocks(source: str) -> bool:
     return source == BLOCKS or source.startswith(BLOCKS + ":")
 
 
-def calibration_space(source: str, nc: int = 80):
+def calibration_space(source: str, nc: int = 80) -> SearchSpace:
     """The search space whose candidates calibrate the table: ``blocks`` or ``blocks:STRUCTURE`` (a
     block space grown from the default or the given structure), else channel pruning of a model."""
     if names_blocks(source):
@@ -94,12 +100,11 @@ def calibration_space(source: str, nc: int = 80):
     return ChannelSpace(load_model(source))
 
 
-def calibration_models(source: str, n: int, seed: int = 0, nc: int = 80) -> list:
-    """The space's first baseline (the unpruned model, or the initial structure) and ``n - 1`` random
-    candidates of it: candidates like a search's, so the fit sees the interpolation error the search will."""
+def calibration_genomes(space: SearchSpace, n: int, seed: int = 0) -> list[Genome]:
+    """The space's first baseline (the unpruned model, or the initial structure) and ``n - 1`` distinct
+    random candidates: candidates like a search's, so the fit sees the interpolation error the search will."""
     import numpy as np
 
-    space = calibration_space(source, nc)
     rng, genomes = np.random.default_rng(seed), [space.baselines()[0][1]]
     for _ in range(100 * n):
         if len(genomes) >= n:
@@ -107,7 +112,13 @@ def calibration_models(source: str, n: int, seed: int = 0, nc: int = 80) -> list
         genome = space.sample(rng)
         if genome not in genomes:
             genomes.append(genome)
-    return [space.build(g) for g in genomes]
+    return genomes
+
+
+def calibration_models(source: str, n: int, seed: int = 0, nc: int = 80) -> list[nn.Module]:
+    """The models ``--calibrate SOURCE`` measures: see ``calibration_genomes``."""
+    space = calibration_space(source, nc)
+    return [space.build(g) for g in calibration_genomes(space, n, seed)]
 
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
