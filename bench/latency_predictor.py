@@ -7,7 +7,9 @@ then predicts held-out candidates of each family and measures them with onnxrunt
 family, the share of predictions within +-10% of the measured latency and the errors, and the
 predictor's speed (conv list + lookup on an already built model).
 
-    python bench/latency_predictor.py --table results/lut320.json --held-out 10 --blocks 5
+    python bench/latency_predictor.py --table results/lut320-t1.json --held-out 10 --blocks 5 --threads 1
+
+(one thread: on the 2-core development VM, two-thread latency has two modes; see BENCHMARKS.md)
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
 from evaluators.onnx_export import export_onnx
 from search.cli_latency_table import add_latency_table_parser, calibration_models, provider_name
-from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace
+from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace, parse_structure, structure_to_dicts
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
@@ -225,16 +225,20 @@ def test_calibrate_blocks_fits_on_block_space_detectors(tmp_path: Path, capsys) 
     custom.write_text("- {class: conv, in: 3, out: 8, s: 2, k: 3}\n" + "".join(
         f"- {{class: k1kx, in: {i}, out: {o}, s: 2, k: 3, L: 1, btn: 8}}\n"
         for i, o in ((8, 16), (16, 24), (24, 32), (32, 40))))
+    assert calibration_models(f"blocks:{custom}", 1)[0].structure == structure_to_dicts(parse_structure(custom))
+
+    def argv(out: Path, calibrate: str) -> list[str]:
+        return ["latency-table", "--target", "box", "--out", str(out), "--quick", "--imgsz", "64", "--threads", "1",
+                "--calibrate", calibrate, "--calibrate-candidates", "2", "--nc", "10"]
+
     out = tmp_path / "lut.json"
-    argv = ["latency-table", "--target", "box", "--out", str(out), "--quick", "--imgsz", "64", "--threads", "1",
-            "--calibrate", f"blocks:{custom}", "--calibrate-candidates", "2", "--nc", "10"]
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv(out, f"blocks:{custom}"))
     assert args.func(args) == 0
     fit = load_table(out).corrections[64]
     assert fit["on"] == f"blocks:{custom}" and fit["n"] == 2 and fit["a"] > 0
     assert "random block-space detectors" in capsys.readouterr().out
     fresh = tmp_path / "fresh.json"
-    args = _parser().parse_args(argv[:4] + [str(fresh)] + argv[5:-6] + ["--calibrate", "blocks:no-such.yaml"])
+    args = _parser().parse_args(argv(fresh, "blocks:no-such.yaml"))
     with pytest.raises(ArchpruneError, match="no-such.yaml not found"):
         args.func(args)
     assert not fresh.exists()  # refused before the grid was measured
