@@ -24,7 +24,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,19 +49,6 @@ def archprune(*args: str, capture: bool = False) -> str:
 def backbone_of(model: nn.Module) -> nn.Module:
     """The block detector's searched backbone; YOLOv8's layers 0-8 (without SPPF, as the block space counts)."""
     return model.backbone if hasattr(model, "backbone") else nn.Sequential(*model.model[:9])
-
-
-def latencies(models: list[nn.Module], rounds: int, runs: int, threads: int | None) -> list[float]:
-    from evaluators.latency import measure_onnx_latency
-    from evaluators.onnx_export import export_onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = [export_onnx(m, Path(tmp) / f"m{i}.onnx", imgsz=IMGSZ) for i, m in enumerate(models)]
-        best = [float("inf")] * len(models)
-        for _ in range(rounds):
-            for i, path in enumerate(paths):
-                best[i] = min(best[i], measure_onnx_latency(path, IMGSZ, threads, runs=runs)["latency_ms"])
-    return best
 
 
 def train_minutes(run_dir: Path) -> float:
@@ -95,12 +81,14 @@ def main() -> None:
               "--epochs", str(args.epochs), "--batch", "32", "--seed", "0", "--out", str(out), *resume)
 
     from evaluators.detection_eval import evaluate_detector
+    from evaluators.latency import best_of_rounds
     from evaluators.flops import count_flops_params
     from spaces.models import load_model
 
     found = load_model(out / "best.pt")
     models = {BASE: load_model(BASE), f"zero-shot (trial {best['trial']})": found}
-    ms = {threads: latencies(list(models.values()), args.rounds, 50, threads or None) for threads in args.threads}
+    ms = {threads: best_of_rounds(list(models.values()), IMGSZ, threads or None, args.rounds, runs=50)
+          for threads in args.threads}
     rows: dict[str, Any] = {}
     for i, (name, model) in enumerate(models.items()):
         whole, backbone = count_flops_params(model, IMGSZ), count_flops_params(backbone_of(model), IMGSZ)

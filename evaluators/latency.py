@@ -61,6 +61,20 @@ def measure_onnx_latency(path: str | Path, imgsz: int, threads: int | None = Non
     return {**result, **_provenance(ort.__version__, session.get_providers()[0], threads or 0, runs)}
 
 
+def best_of_rounds(models: list[nn.Module], imgsz: int, threads: int | None = None, rounds: int = 3,
+                   warmup: int = 5, runs: int = 30) -> list[float]:
+    """Median ms of each model, exported once, measured in ``rounds`` that interleave the models, the
+    best round kept: a burst of load (or a slow spell of a shared VM) then lands on no model alone."""
+    with tempfile.TemporaryDirectory(prefix="archprune-rounds-") as tmp:
+        paths = [export_onnx(m, Path(tmp) / f"m{i}.onnx", imgsz=imgsz) for i, m in enumerate(models)]
+        best = [float("inf")] * len(models)
+        for _ in range(rounds):
+            for i, path in enumerate(paths):
+                ms = measure_onnx_latency(path, imgsz, threads, warmup=warmup, runs=runs)["latency_ms"]
+                best[i] = min(best[i], ms)
+    return best
+
+
 @contextlib.contextmanager
 def measurement_lock(path: Path | None = None) -> Iterator[None]:
     """One latency measurement at a time on this machine: two at once distort each other."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,11 @@ from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.flops import FlopsEvaluator
-from evaluators.latency import LatencyEvaluator, measure_onnx_latency
+from evaluators.latency import LatencyEvaluator, best_of_rounds
 from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, LatencyTable, calibrate, conv_list,
                                     default_grid, keys_for, load_table, measure_for, measure_table, new_table)
 from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
-from evaluators.onnx_export import export_onnx
 from search.cli_latency_table import add_latency_table_parser, calibration_models, provider_name
 from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace, parse_structure, structure_to_dicts
 from spaces.channel_space import ChannelSpace
@@ -256,18 +254,6 @@ def test_predicted_evaluator_is_cheap_picklable_and_says_where_from(tmp_path: Pa
     assert evaluator.metric_names == ["latency_ms"]
 
 
-def _measured_ms(models: list[nn.Module], imgsz: int, rounds: int = 3) -> list[float]:
-    """Whole-model latency, 1 thread; rounds interleave the models and keep each one's best median,
-    so a burst of load on this shared 2-core box does not land on one model only."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = [export_onnx(m, Path(tmp) / f"m{i}.onnx", imgsz) for i, m in enumerate(models)]
-        best = [float("inf")] * len(models)
-        for _ in range(rounds):
-            for i, path in enumerate(paths):
-                best[i] = min(best[i], measure_onnx_latency(path, imgsz, threads=1, warmup=3, runs=15)["latency_ms"])
-    return best
-
-
 def test_predictor_is_within_25_percent_of_a_measured_candidate() -> None:
     imgsz = 160
     space = ChannelSpace(build_model("yolov8n", nc=80))
@@ -276,7 +262,7 @@ def test_predictor_is_within_25_percent_of_a_measured_candidate() -> None:
     models = [space.build(genomes[n]) for n in names]
     table = measure_for(models, imgsz, new_table("test", threads=1), threads=1, progress=False)
     assert set(table.entries) == set(keys_for(models, imgsz))
-    measured = _measured_ms(models, imgsz)
+    measured = best_of_rounds(models, imgsz, threads=1, rounds=3, warmup=3, runs=15)
     predictor = LatencyPredictor(table)
     predictor.fit(models[:3], measured[:3], imgsz)
     predicted = predictor.predict(models[3], imgsz)
