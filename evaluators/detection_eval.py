@@ -61,16 +61,23 @@ def check_classes(model: nn.Module, data: DataConfig) -> None:
 @torch.no_grad()
 def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | None = None, split: str = "val",
                       batch_size: int = 16, conf_thres: float = 0.001, iou_thres: float = 0.7,
-                      max_det: int = 300, max_images: int | None = None, progress: bool = False) -> dict[str, Any]:
+                      max_det: int = 300, max_images: int | None = None, progress: bool = False,
+                      first_image: int = 0) -> dict[str, Any]:
     """mAP of ``model`` on one split, in original-image coordinates.
 
+    Scores the split's images ``first_image`` up to ``first_image + max_images`` (all the rest when
+    ``max_images`` is None), so a caller can hold part of a split out of what a proxy scores.
     Returns ``{"map50_95", "map50", "images", "images_per_s", "imgsz"}``; images/s counts the
     whole loop (decode, letterbox, forward, NMS) on this process's threads.
     """
     config = data if isinstance(data, DataConfig) else load_data_config(data)
     check_classes(model, config)
     size = resolve_imgsz(model, imgsz)
-    files = config.images(split)[: max_images or None]
+    if first_image < 0:
+        raise ArchpruneError(f"first_image must be at least 0, got {first_image}")
+    files = config.images(split)[first_image: first_image + max_images if max_images else None]
+    if not files:
+        raise ArchpruneError(f"no {split} images from index {first_image} on in {config.yaml_path}")
     dataset = DetectionDataset(files, size, nc=config.nc)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          collate_fn=collate_detections, num_workers=0)

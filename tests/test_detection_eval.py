@@ -55,6 +55,24 @@ def test_a_shifted_oracle_scores_less() -> None:
     assert 0.0 < result["map50_95"] < 0.9
 
 
+def test_first_image_scores_a_later_slice_of_the_split() -> None:
+    data = load_data_config(shared_path("coco128", "coco128.yaml"))
+    files = data.images("train")
+    imgsz, batch = 320, 4
+    # an oracle of images 4..11 is perfect on exactly that slice, and misaligned on the first 8
+    oracle = OracleDetector(DetectionDataset(files[4:12], imgsz, nc=80), 80, batch)
+    held_out = evaluate_detector(oracle, data, imgsz=imgsz, split="train", batch_size=batch, max_images=8,
+                                 first_image=4)
+    assert held_out["images"] == 8 and held_out["map50_95"] == pytest.approx(1.0, abs=1e-6)
+    oracle.calls = 0
+    assert evaluate_detector(oracle, data, imgsz=imgsz, split="train", batch_size=batch, max_images=8)["map50_95"] < 0.9
+    rest = OracleDetector(DetectionDataset(files[120:], imgsz, nc=80), 80, batch)
+    tail = evaluate_detector(rest, data, imgsz=imgsz, split="train", batch_size=batch, first_image=120)
+    assert tail["images"] == len(files) - 120 and tail["map50_95"] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ArchpruneError, match="no train images from index"):
+        evaluate_detector(rest, data, imgsz=imgsz, split="train", first_image=len(files))
+
+
 def test_class_count_mismatch_and_bad_size_are_errors() -> None:
     data = load_data_config(shared_path("coco8", "coco8.yaml"))
     with pytest.raises(ArchpruneError, match="predicts 3 classes but .* has 80"):
