@@ -67,12 +67,16 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     pa.add_argument("--json", action="store_true", help="print one JSON object")
     pa.add_argument("--hv-ref", default=None, help="hypervolume reference point, one value per objective (comma-separated)")
     pa.add_argument("--out", default=None, help="where to write the files (default: the run folder)")
-    pa.add_argument("--no-plots", action="store_true", help="skip pareto.png and pareto.html")
+    pa.add_argument("--no-plots", action="store_true", help="skip pareto.png, pareto.html and pick.png")
+    pa.add_argument("--max-drop", default=None, help="the pick: cheapest front candidate whose mAP/top-1 objective is "
+                                                     "within this of the unpruned model's, in its units (default 0.02)")
     pa.set_defaults(func=_cmd_pareto)
 
     ex = sub.add_parser("export", help="write a trial's config.json, pruned checkpoint, ONNX and summary")
     _add_run_args(ex)
-    ex.add_argument("--trial", type=int, required=True, help="trial number (see `archprune pareto RUN`)")
+    ex.add_argument("--trial", type=int, default=None, help="trial number (see `archprune pareto RUN`)")
+    ex.add_argument("--pick", action="store_true", help="the trial `archprune pareto RUN` names as its pick")
+    ex.add_argument("--max-drop", default=None, help="with --pick: the max-drop `pareto` was given (default 0.02)")
     ex.add_argument("--out", default=None, help="folder (default results/<run>/exports/trial-N)")
     ex.add_argument("--recalibrate-bn", action="store_true", help="also write pruned-bn.pt with recalibrated BatchNorm")
     ex.set_defaults(func=_cmd_export)
@@ -158,18 +162,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _report(run: str, storage: str | None, results: str, as_json: bool, hv_ref: str | None, out: str | None,
-            plots: bool) -> dict[str, Any]:
+            plots: bool, max_drop: str | None = None) -> dict[str, Any]:
+    from search.pick import parse_max_drop
     from search.runs import open_run
 
+    drop = parse_max_drop(max_drop)  # before opening the run: a typo costs nothing
     handle = open_run(run, storage=storage, results=results)
-    return report_front(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots)
+    return report_front(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots, drop)
 
 
 def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
-                 plots: bool) -> dict[str, Any]:
-    """Print a run's front (table or JSON) and write pareto.csv/json and, with ``plots``, png/html."""
+                 plots: bool, max_drop: float | None = None) -> dict[str, Any]:
+    """Print a run's front (table or JSON) and write pareto.csv/json and, with ``plots``, png/html and
+    (channel-space runs) pick.png."""
     from search.pareto import pareto_front
-    from search.plots import plot_html, plot_png
+    from search.pick import DEFAULT_MAX_DROP, choose_pick, pick_widths
+    from search.plots import plot_html, plot_png, plot_widths
     from search.report import front_json, front_table, write_front_files
 
     reference = None
@@ -180,30 +188,48 @@ def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str
             raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
     records = store.records()
     pf = pareto_front(records, store.objectives, reference)
-    written = write_front_files(pf, folder)
+    pick = choose_pick(pf, records, DEFAULT_MAX_DROP if max_drop is None else max_drop)
+    written = write_front_files(pf, pick, folder)
     if plots and len(pf.objectives) >= 2:
-        written["png"] = plot_png(pf, records, folder / "pareto.png", name)
-        written["html"] = plot_html(pf, records, folder / "pareto.html", name)
+        written["png"] = plot_png(pf, records, folder / "pareto.png", name, pick)
+        written["html"] = plot_html(pf, records, folder / "pareto.html", name, pick)
+    widths = pick_widths(pick, records) if plots else None
+    if widths is not None:  # channel-space runs only: the others have no channel groups to draw
+        written["pick"] = plot_widths(widths, folder / "pick.png", name)
     if as_json:
-        print(json.dumps(front_json(pf)))
+        print(json.dumps(front_json(pf, pick)))
     else:
-        print(front_table(pf))
+        print(front_table(pf, pick))
         print("wrote " + ", ".join(str(p) for p in written.values()))
-    return front_json(pf)
+    return front_json(pf, pick)
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
     _report(_run_ref(args), storage=args.storage, results="results", as_json=args.json, hv_ref=args.hv_ref, out=args.out,
-            plots=not args.no_plots)
+            plots=not args.no_plots, max_drop=args.max_drop)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from search.export import export_trial
+    from search.pick import parse_max_drop, pick_of_store
     from search.runs import open_run
 
-    export_trial(open_run(_run_ref(args), storage=args.storage), args.trial, Path(args.out) if args.out else None,
-                 recalibrate_bn=args.recalibrate_bn)
+    if (args.trial is None) == (not args.pick):
+        raise ArchpruneError("which trial? give --trial N or --pick (the trial `archprune pareto` recommends), not both")
+    if args.max_drop is not None and not args.pick:
+        raise ArchpruneError("--max-drop chooses the pick: use it with --pick")
+    drop = parse_max_drop(args.max_drop)
+    handle = open_run(_run_ref(args), storage=args.storage)
+    trial = args.trial
+    if args.pick:  # the same rule, on the same store, as `pareto`: the pick it printed
+        pick = pick_of_store(handle.store, drop)
+        if pick.trial is None:
+            raise ArchpruneError(f"run {handle.name!r} has no pick ({pick.note.removeprefix('no pick: ')}); "
+                                 "choose one with --trial N or a larger --max-drop")
+        print(pick.note)
+        trial = pick.trial.number
+    export_trial(handle, trial, Path(args.out) if args.out else None, recalibrate_bn=args.recalibrate_bn)
     return 0
 
 

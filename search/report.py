@@ -1,4 +1,7 @@
-"""``archprune pareto``: the front as a table, JSON and CSV, plus the plots (written from the same data)."""
+"""``archprune pareto``: the front as a table, JSON and CSV, plus the plots (written from the same data).
+
+Every output names the same pick (``search.pick``); the knee is marked only where it may be recommended.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,23 +12,26 @@ from typing import Any
 
 from search.objectives import METRICS
 from search.pareto import ParetoFront
+from search.pick import Pick
 
 
 def _num(value: float | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def front_json(pf: ParetoFront) -> dict[str, Any]:
-    """The ``--json`` object: objectives, front, hypervolume, reference point, trial count (plus the knee)."""
+def front_json(pf: ParetoFront, pick: Pick) -> dict[str, Any]:
+    """The ``--json`` object: objectives, front, hypervolume, reference point, trial count, plus the
+    pick (its trial, rule, max-drop and reference) and the knee (null when below the max-drop line)."""
     return {
         "objectives": [{"name": o.name, "direction": o.direction} for o in pf.objectives],
-        "front": [{k: _num(v) if isinstance(v, float) else v for k, v in row.items() if k != "knee"}
-                  for row in front_rows(pf)],
+        "front": [{k: _num(v) if isinstance(v, float) else v for k, v in row.items() if k not in ("knee", "pick")}
+                  for row in front_rows(pf, pick)],
         "hypervolume": pf.hypervolume,
         "reference_point": pf.reference_point,
         "n_trials": pf.n_trials,
         "n_feasible": len(pf.feasible),
-        "knee": pf.knee.number if pf.knee else None,
+        "knee": pick.knee.number if pick.knee else None,
+        **pick.as_json(),
     }
 
 
@@ -35,42 +41,49 @@ def _columns(pf: ParetoFront) -> list[str]:
     return names + [m for m in ("params_m", "flops_g") if m not in names and any(m in r.metrics for r in pf.front)]
 
 
-def front_rows(pf: ParetoFront) -> list[dict[str, Any]]:
+def front_rows(pf: ParetoFront, pick: Pick) -> list[dict[str, Any]]:
     rows = []
     for r in pf.front:
         row: dict[str, Any] = {"trial": r.number}
         row.update({c: r.metrics.get(c) for c in _columns(pf)})
-        row.update({"source": r.source, "knee": pf.knee is not None and r.number == pf.knee.number})
+        row.update({"source": r.source, "knee": pick.knee is not None and r.number == pick.knee.number,
+                    "pick": r.number == pick.number})
         if "arch_str" in r.config:
             row["arch_str"] = r.config["arch_str"]
         rows.append(row)
     return rows
 
 
-def front_table(pf: ParetoFront) -> str:
+def _marks(row: dict[str, Any]) -> str:
+    marks = [m for m in ("pick", "knee") if row[m]]
+    return f" ({', '.join(marks)})" if marks else ""
+
+
+def front_table(pf: ParetoFront, pick: Pick) -> str:
     columns = ["trial"] + _columns(pf) + ["source"]
     lines = ["  ".join(f"{c:>12}" for c in columns)]
-    for row in front_rows(pf):
+    for row in front_rows(pf, pick):
         cells = [f"{row['trial']:>12}"]
         cells += [f"{row[c]:>12.4f}" if isinstance(row[c], (int, float)) else f"{'-':>12}" for c in _columns(pf)]
-        cells.append(f"{row['source'] + (' (knee)' if row['knee'] else ''):>12}")
+        cells.append(f"{row['source'] + _marks(row):>12}")
         lines.append("  ".join(cells))
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
     units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS and METRICS[c][1])
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
+    lines.append(pick.note)
     return "\n".join(lines)
 
 
-def write_front_files(pf: ParetoFront, folder: Path) -> dict[str, Path]:
+def write_front_files(pf: ParetoFront, pick: Pick, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "pareto.json", "csv": folder / "pareto.csv"}
-    paths["json"].write_text(json.dumps(front_json(pf), indent=2))
-    rows = front_rows(pf)
+    paths["json"].write_text(json.dumps(front_json(pf, pick), indent=2))
+    rows = front_rows(pf, pick)
     with paths["csv"].open("w", newline="") as handle:
         extra = ["arch_str"] if any("arch_str" in row for row in rows) else []
-        writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee"] + extra)
+        writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee", "pick"] + extra)
         writer.writeheader()
         writer.writerows(rows)
     return paths
