@@ -10,6 +10,7 @@ from typing import Any, Callable
 from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers
 from spaces.errors import ArchpruneError
+from spaces.tp_compat import GRADIENT_IMPORTANCES, IMPORTANCES
 
 
 def _positive_int(text: str) -> int:
@@ -19,6 +20,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -51,9 +62,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _train_settings(args: argparse.Namespace, **extra: Any) -> Any:
     from evaluators.training.trainer import TrainSettings
 
+    from evaluators.training.sparsity import check_sparsity
+
+    check_sparsity(args.sparsity, args.sparsity_weight)
     return TrainSettings(model=args.model, data=args.data, imgsz=args.imgsz, epochs=args.epochs, out=args.out,
                          batch=args.batch, optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
-                         workers=args.workers, val_max_images=args.val_max_images, **extra)
+                         workers=args.workers, val_max_images=args.val_max_images, sparsity=args.sparsity,
+                         sparsity_weight=args.sparsity_weight, elastic=args.elastic,
+                         elastic_samples=args.elastic_samples, importance=args.importance, **extra)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -105,6 +121,20 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--val-max-images", type=_positive_int, default=None, help="validate on the first N images only")
+    p.add_argument("--sparsity", choices=["slim", "group-norm", "growing-reg"], default=None,
+                   help="sparse training for pruning: L1 on BN scales (slim), DepGraph group norm, or growing "
+                        "regularization (Torch-Pruning's regularizers over the channel space's groups)")
+    p.add_argument("--sparsity-weight", type=float, default=None,
+                   help="regularization weight per image (default: slim 1e-4, group-norm 5e-4, growing-reg 1e-5)")
+    p.add_argument("--elastic", action="store_true",
+                   help="elastic-width training: every step trains the largest, the smallest and "
+                        "--elastic-samples random sub-networks of the model's channel space, distilling "
+                        "from the largest; the channel order is recorded in the checkpoint")
+    p.add_argument("--elastic-samples", type=_non_negative_int, default=2,
+                   help="random sub-networks per step with --elastic (default 2)")
+    p.add_argument("--importance", choices=[i for i in IMPORTANCES if i not in GRADIENT_IMPORTANCES], default="l1",
+                   help="with --elastic: the criterion that orders each group's channels once, before training "
+                        "(default l1); sub-networks keep prefixes of that order")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last completed epoch (same settings; "
                         "a different --epochs re-stretches the schedule)")

@@ -17,9 +17,8 @@ import torch
 from torch import nn
 
 from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
-from spaces.baseline_pruning import protected_layers
+from spaces.channel_groups import channel_groups
 from spaces.errors import ArchpruneError
-from spaces.models.blocks import Attention
 from spaces.tp_compat import (GRADIENT_IMPORTANCES, CalibrationLoss, accumulate_gradients, dependency_graph,
                               importance as tp_importance)
 
@@ -49,48 +48,44 @@ class ChannelSpace(SearchSpace):
         self.example = example_inputs if example_inputs is not None else torch.zeros(1, 3, 64, 64)
         self.importance, self.round_to, self.ratios = importance, round_to, tuple(ratios)
         self.keep_layers = tuple(keep_layers)
+        # An elastic base was trained so that every genome keeps a prefix of a recorded channel
+        # order; any other order would pick channels it never trained together. Its order wins
+        # over ``importance`` (which is then only recorded).
+        recorded: dict[str, list[int]] = getattr(model, "channel_order", None) or {}
+        self.order_source = "recorded" if recorded else importance
         # random scores come from our seeded generator: Torch-Pruning's random uses the global RNG
-        scorer = None if importance == "random" else tp_importance(importance)
-        names = {module: name for name, module in self.base.named_modules()}
-        frozen = self._frozen_modules(names)
-        graph = dependency_graph(self.base, self.example)
-        if importance in GRADIENT_IMPORTANCES:
+        scorer = None if importance == "random" or recorded else tp_importance(importance)
+        _, groups = channel_groups(self.base, self.example, self.keep_layers)
+        if importance in GRADIENT_IMPORTANCES and not recorded:
             accumulate_gradients(self.base, scorer, importance, calibration_loss)
         rng = np.random.default_rng(seed)
         self.genes: list[Gene] = []
         self._full: dict[str, int] = {}
         self._order: dict[str, np.ndarray] = {}  # channel indices, least important first
-        for group in graph.get_all_groups(ignored_layers=protected_layers(self.base),
-                                          root_module_types=[nn.Conv2d, nn.Linear]):
-            if any(item.dep.target.module in frozen or item.dep.source.module in frozen for item in group):
-                continue
-            root = group[0].dep.target.module
-            full = len(group[0].idxs)
-            counts = kept_counts(full, self.ratios, round_to)
+        self._outputs: dict[str, list[tuple[str, list[int], list[int]]]] = {}
+        for g in groups:
+            counts = kept_counts(g.full, self.ratios, round_to)
             if len(counts) < 2:
                 continue  # nothing to choose: the group stays whole
-            scores = rng.random(full) if scorer is None else scorer(group).detach().cpu().numpy()
-            self.genes.append(Gene(names[root], counts))
-            self._full[names[root]] = full
-            self._order[names[root]] = np.argsort(scores, kind="stable")
+            if recorded:
+                self._order[g.name] = _recorded_order(recorded, g.name, g.full)
+            else:
+                scores = rng.random(g.full) if scorer is None else scorer(g.group).detach().cpu().numpy()
+                self._order[g.name] = np.argsort(scores, kind="stable")
+            self.genes.append(Gene(g.name, counts))
+            self._full[g.name] = g.full
+            self._outputs[g.name] = g.outputs
         self.base.zero_grad(set_to_none=True)  # gradient importances leave .grad behind: builds copy the base
         if not self.genes:
             raise ArchpruneError("the model has no prunable channel groups (all are protected or kept)")
 
-    def _frozen_modules(self, names: dict[nn.Module, str]) -> set[nn.Module]:
-        known = set(names.values())
-        for layer in self.keep_layers:
-            if layer not in known:
-                raise ArchpruneError(f"--keep-layers names {layer!r}, which the model does not have "
-                                     f"(names look like {next(iter(sorted(known - {''})))!r})")
-        frozen = set()
-        for module, name in names.items():
-            if any(name == k or name.startswith(k + ".") for k in self.keep_layers):
-                frozen.add(module)
-        for module in self.base.modules():
-            if isinstance(module, Attention):
-                frozen.update(module.modules())
-        return frozen
+    def channel_order(self) -> dict[str, list[int]]:
+        """Each group's channels, most important first (what an elastic base records)."""
+        return {name: order[::-1].tolist() for name, order in self._order.items()}
+
+    def output_members(self, name: str) -> list[tuple[str, list[int], list[int]]]:
+        """The layers whose outputs are group ``name``'s channels (what a channel mask zeroes)."""
+        return self._outputs[name]
 
     # -- genome <-> channels -------------------------------------------------------------
     def counts(self, genome: Genome) -> dict[str, int]:
@@ -163,6 +158,15 @@ class ChannelSpace(SearchSpace):
         return sum(math.log10(len(g.choices)) for g in self.genes)
 
 
+def _recorded_order(recorded: dict[str, list[int]], name: str, full: int) -> np.ndarray:
+    """A recorded most-important-first order as this space's least-important-first one."""
+    order = recorded.get(name)
+    if order is None or sorted(order) != list(range(full)):
+        raise ArchpruneError(f"the model's recorded channel order does not cover group {name!r} ({full} channels): "
+                             "it was recorded on another architecture; load the elastic base it came with")
+    return np.asarray(order[::-1])
+
+
 def prune_kept_channels(model: nn.Module, kept: dict[str, list[int]], example: torch.Tensor | None = None) -> nn.Module:
     """Remove, in place, every channel of each named group's root layer except ``kept[name]``.
 
@@ -188,4 +192,6 @@ def prune_kept_channels(model: nn.Module, kept: dict[str, list[int]], example: t
         if remove:
             prune = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
             graph.get_pruning_group(module, prune, idxs=remove).prune()
+    if getattr(model, "channel_order", None):
+        model.channel_order = None  # recorded for the unpruned widths: meaningless once channels are gone
     return model.eval()

@@ -31,6 +31,24 @@ def check_same_layout(student: YOLODetector, teacher: YOLODetector) -> None:
                                  "distil from the unpruned model the student was pruned from")
 
 
+def head_kd_loss(student_feats: list[Tensor], teacher_feats: list[Tensor], nc: int, reg_max: int,
+                 temperature: float = 1.0) -> Tensor:
+    """Per-image head distillation: BCE of class logits towards the teacher's sigmoid scores plus
+    KL between DFL bin distributions, both weighted by the teacher's confidence per anchor."""
+    s_dist, s_cls = flatten_head_outputs(student_feats, nc, reg_max)
+    t_dist, t_cls = flatten_head_outputs(teacher_feats, nc, reg_max)
+    temp = temperature
+    t_prob = (t_cls / temp).sigmoid()
+    confidence = t_prob.amax(-1)  # (B, A): where the teacher sees an object
+    norm = confidence.sum().clamp(min=1.0)
+    cls_kd = F.binary_cross_entropy_with_logits(s_cls / temp, t_prob, reduction="none").sum() / norm
+    b, a, _ = s_dist.shape
+    s_log = F.log_softmax(s_dist.view(b, a, 4, reg_max) / temp, -1)
+    t_log = F.log_softmax(t_dist.view(b, a, 4, reg_max) / temp, -1)
+    box_kd = (F.kl_div(s_log, t_log, reduction="none", log_target=True).sum(-1).mean(-1) * confidence).sum() / norm
+    return (cls_kd + box_kd) * temp**2
+
+
 class _InputCatcher:
     """Keeps the last inputs of a module (the neck features a Detect head receives)."""
 
@@ -66,18 +84,7 @@ class HeadDistiller(nn.Module):
     def loss(self, images: Tensor, student_feats: list[Tensor]) -> Tensor:
         with torch.no_grad():
             teacher_feats = self.teacher(images)
-        s_dist, s_cls = flatten_head_outputs(student_feats, self.nc, self.reg_max)
-        t_dist, t_cls = flatten_head_outputs(teacher_feats, self.nc, self.reg_max)
-        temp = self.temperature
-        t_prob = (t_cls / temp).sigmoid()
-        confidence = t_prob.amax(-1)  # (B, A): where the teacher sees an object
-        norm = confidence.sum().clamp(min=1.0)
-        cls_kd = F.binary_cross_entropy_with_logits(s_cls / temp, t_prob, reduction="none").sum() / norm
-        b, a, _ = s_dist.shape
-        s_log = F.log_softmax(s_dist.view(b, a, 4, self.reg_max) / temp, -1)
-        t_log = F.log_softmax(t_dist.view(b, a, 4, self.reg_max) / temp, -1)
-        box_kd = (F.kl_div(s_log, t_log, reduction="none", log_target=True).sum(-1).mean(-1) * confidence).sum() / norm
-        total = self.weight * (cls_kd + box_kd) * temp**2
+        total = self.weight * head_kd_loss(student_feats, teacher_feats, self.nc, self.reg_max, self.temperature)
         if self.feature_weight > 0:
             feats = [F.mse_loss(adapt(s), t) for adapt, s, t in
                      zip(self.adapters, self._student_neck.value, self._teacher_neck.value)]

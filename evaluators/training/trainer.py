@@ -27,12 +27,13 @@ from spaces.models.checkpoint import detector_from_checkpoint
 
 from .augment import AugmentConfig, AugmentedDataset
 from .ema import ModelEMA
+from .extension import TrainingExtension
 from .loss import DetectionLoss
 
 # Settings that must match for --resume to continue the same run (epochs may change: it stretches
 # or shortens the cosine schedule from the resumed epoch on).
 _RESUME_KEYS = ("model", "data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
-                "feature_kd_weight")
+                "feature_kd_weight", "sparsity", "sparsity_weight", "elastic", "elastic_samples", "importance")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class TrainSettings:
     teacher: str | None = None
     kd_weight: float = 1.0
     feature_kd_weight: float = 0.0
+    sparsity: str | None = None  # slim | group-norm | growing-reg: sparse training (see sparsity.py)
+    sparsity_weight: float | None = None  # per image; default per regularizer
+    elastic: bool = False  # elastic-width training over the base's channel space (see elastic.py)
+    elastic_samples: int = 2  # random sub-networks per step, besides the largest and the smallest
+    importance: str = "l1"  # the channel order an elastic run trains prefixes of
 
     def learning_rate(self) -> float:
         return self.lr0 if self.lr0 is not None else (0.002 if self.optimizer == "AdamW" else 0.01)
@@ -125,8 +131,9 @@ def _training_set(data: DataConfig, settings: TrainSettings) -> DetectionDataset
 
 
 def _check_resume(stored: dict[str, Any], settings: TrainSettings, last: Path) -> None:
-    differs = [f"{k}: {stored.get(k)!r} -> {getattr(settings, k)!r}" for k in _RESUME_KEYS
-               if stored.get(k) != getattr(settings, k)]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}  # keys older runs did not store
+    differs = [f"{k}: {stored.get(k, defaults[k])!r} -> {getattr(settings, k)!r}" for k in _RESUME_KEYS
+               if stored.get(k, defaults[k]) != getattr(settings, k)]
     if differs:
         raise ArchpruneError(f"cannot resume {last}: settings differ ({'; '.join(differs)}); "
                              "rerun with the original settings or a new --out")
@@ -149,6 +156,21 @@ def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataCon
     return HeadDistiller(student, teacher, weight=settings.kd_weight, feature_weight=settings.feature_kd_weight)
 
 
+def _extension_for(model: YOLODetector, settings: TrainSettings) -> TrainingExtension:
+    if settings.elastic and settings.sparsity:
+        raise ArchpruneError("--elastic and --sparsity are two ways to make a prunable base: choose one")
+    if settings.elastic:
+        from .elastic import ElasticTrainer
+
+        return ElasticTrainer(model, samples=settings.elastic_samples, seed=settings.seed,
+                              importance=settings.importance)
+    if settings.sparsity:
+        from .sparsity import SparsityRegularizer
+
+        return SparsityRegularizer(model, settings.sparsity, settings.sparsity_weight, settings.batch)
+    return TrainingExtension()
+
+
 @dataclass
 class _Run:
     """What one training run carries from step to step."""
@@ -158,6 +180,14 @@ class _Run:
     optimizer: torch.optim.Optimizer
     loss_fn: DetectionLoss
     distiller: Distiller | None
+    extension: TrainingExtension
+
+    def step_loss(self, batch: dict[str, Any], feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plain step's loss to backpropagate and its [box, cls, dfl, kd] parts."""
+        loss, parts = self.loss_fn(feats, batch["batch_idx"], batch["cls"], batch["boxes"])
+        kd = self.distiller.loss(batch["img"], feats) if self.distiller else loss.new_zeros(())
+        # kd is per image; the detection loss is summed
+        return loss + kd * batch["img"].shape[0], torch.cat((parts, kd.detach().view(1)))
 
 
 def _start_or_resume(settings: TrainSettings, data: DataConfig, last: Path,
@@ -189,15 +219,16 @@ def _run_epoch(run: _Run, dataset: AugmentedDataset, settings: TrainSettings, ep
         lr = lr_at(epoch * nb + i, total, warmup, settings)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        feats = run.model(batch["img"])
-        loss, parts = run.loss_fn(feats, batch["batch_idx"], batch["cls"], batch["boxes"])
-        kd = run.distiller.loss(batch["img"], feats) if run.distiller else loss.new_zeros(())
         run.optimizer.zero_grad(set_to_none=True)
-        (loss + kd * batch["img"].shape[0]).backward()  # kd is per image; the detection loss is summed
+        parts = run.extension.forward_backward(run.model, batch, run.step_loss, epoch, i)
+        if parts is None:
+            loss, parts = run.step_loss(batch, run.model(batch["img"]))
+            loss.backward()
         nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
+        run.extension.after_backward(run.model)  # after clipping: a penalty is not clipped away
         run.optimizer.step()
         run.ema.update(run.model)
-        sums += torch.cat((parts, kd.detach().view(1)))
+        sums += parts
         seen += 1
         if show_bar:
             avg = (sums / seen).tolist()
@@ -223,8 +254,9 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     model.train()
     ema = ModelEMA(model)  # before the distiller hooks the student, so the copy carries no hooks
     distiller = _distiller_for(model, settings, data)
+    extension = _extension_for(model, settings)  # after the EMA copy: elastic masks hook the model
     run = _Run(model, ema, make_optimizer(model, settings, distiller.trainable_parameters() if distiller else []),
-               DetectionLoss(model.head), distiller)
+               DetectionLoss(model.head), distiller, extension)
     start_epoch, history, best_map = 0, [], -1.0
     if state is not None:
         run.optimizer.load_state_dict(state["optimizer"])
@@ -232,6 +264,7 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
         ema.updates = state["ema_updates"]
         if distiller is not None and state.get("distiller"):
             distiller.load_adapter_state(state["distiller"])
+        extension.load_state(state.get("extension") or {})
         start_epoch, history, best_map = state["epoch"] + 1, state["history"], state["best_map"]
     dataset = AugmentedDataset(train_set, settings.seed, AugmentConfig() if settings.augment else
                                AugmentConfig(fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, scale=0, translate=0))
@@ -245,17 +278,19 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.perf_counter()
         avg, lr = _run_epoch(run, dataset, settings, epoch, nb, total, warmup)
+        extra = extension.end_epoch(run.model)
         metrics = evaluate_detector(ema.ema, data, imgsz=settings.imgsz, split="val",
                                     max_images=settings.val_max_images)
         history.append({"epoch": epoch + 1, "box": avg[0], "cls": avg[1], "dfl": avg[2], "kd": avg[3],
-                        "map50_95": metrics["map50_95"], "map50": metrics["map50"], "lr": lr,
+                        "map50_95": metrics["map50_95"], "map50": metrics["map50"], "lr": lr, **extra,
                         "seconds": time.perf_counter() - t0})
         improved = metrics["map50_95"] > best_map
         best_map = max(best_map, metrics["map50_95"])
         _save_epoch(run, settings, epoch, history, best_map, improved, out)
         eta = (time.perf_counter() - run_start) / (epoch + 1 - start_epoch) * (settings.epochs - epoch - 1)
         log(f"epoch {epoch + 1}/{settings.epochs}  loss box {avg[0]:.3f} cls {avg[1]:.3f} dfl {avg[2]:.3f}"
-            + (f" kd {avg[3]:.3f}" if distiller else "")
+            + (f" kd {avg[3]:.3f}" if distiller or settings.elastic else "")
+            + "".join(f" {k} {v:.3f}" for k, v in extra.items())
             + f"  mAP50-95 {metrics['map50_95']:.4f} mAP50 {metrics['map50']:.4f}  {history[-1]['seconds']:.0f}s"
             + f"  ETA {eta / 60:.1f} min" + ("  *best*" if improved else ""))
     best_row = max(history, key=lambda r: r["map50_95"]) if history else {}
@@ -270,12 +305,14 @@ def _save_epoch(run: _Run, settings: TrainSettings, epoch: int, history: list[di
     meta = {"epoch": epoch + 1, "map50_95": row["map50_95"], "map50": row["map50"],
             "settings": dataclasses.asdict(settings)}
     run.ema.ema.imgsz, run.ema.ema.names = settings.imgsz, list(run.model.names)
+    run.extension.prepare_checkpoint(run.ema.ema)
     if improved:
         save_checkpoint(run.ema.ema, out / "best.pt", meta=meta)
     train_state = {"epoch": epoch, "model": run.model.state_dict(), "ema": run.ema.ema.state_dict(),
                    "ema_updates": run.ema.updates, "optimizer": run.optimizer.state_dict(), "history": history,
                    "best_map": best_map, "settings": dataclasses.asdict(settings),
-                   "distiller": run.distiller.adapter_state() if run.distiller else None}
+                   "distiller": run.distiller.adapter_state() if run.distiller else None,
+                   "extension": run.extension.state()}
     save_checkpoint(run.ema.ema, out / "last.pt", meta={**meta, "train_state": train_state})  # atomic write
     _write_history(out / "results.csv", history)
 

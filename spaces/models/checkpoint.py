@@ -27,8 +27,11 @@ def save_checkpoint(model: YOLODetector, path: str | os.PathLike, meta: dict[str
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = dict(meta or {})
+    if getattr(model, "channel_order", None):  # an elastic base: the order its sub-networks were trained in
+        meta["channel_order"] = {k: list(v) for k, v in model.channel_order.items()}
     payload = {"format": FORMAT, "version": VERSION, "architecture": architecture_of(model),
-               "state_dict": state, "meta": dict(meta or {})}
+               "state_dict": state, "meta": meta}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -51,6 +54,14 @@ def is_archprune_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
+def _channel_order(value: Any) -> dict[str, list[int]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise ArchpruneError("channel_order is not a mapping of group names to channel lists")
+    return {str(k): [int(i) for i in v] for k, v in value.items()}
+
+
 def detector_from_checkpoint(obj: dict[str, Any], path: Path) -> YOLODetector:
     """Rebuild the model stored in an archprune checkpoint already read with weights_only=True."""
     if obj.get("version", 0) > VERSION:
@@ -59,6 +70,7 @@ def detector_from_checkpoint(obj: dict[str, Any], path: Path) -> YOLODetector:
         model = build_from_architecture(obj["architecture"])
         state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
         model.load_state_dict(state)
+        model.channel_order = _channel_order(obj.get("meta", {}).get("channel_order"))
     except ArchpruneError as err:
         raise ArchpruneError(f"{path}: {err}") from None
     except (KeyError, RuntimeError, TypeError) as err:

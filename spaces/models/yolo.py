@@ -136,6 +136,8 @@ class YOLODetector(nn.Module):
         if len(self.names) != nc:
             raise ArchpruneError(f"{len(self.names)} class names given for nc={nc}")
         self.imgsz: int | None = None  # the size the weights were trained at, when known
+        # an elastic base's channel order per group, most important first (see spaces.channel_space)
+        self.channel_order: dict[str, list[int]] | None = None
         self.model, self.save = parse_layers(self.spec, nc)
 
     @property
