@@ -1,0 +1,373 @@
+"""The outcome at equal cost: the search's pick from each base against Torch-Pruning's baselines, all recovered alike.
+
+At each FLOPs budget (``--budgets 0.7,0.5``: fractions of the plain base's FLOPs) the rows are:
+
+- ``searched-BASE`` for every base of ``--bases`` (plain, sparse, elastic; any subset):
+  ``archprune search --model BASE --objectives map50_95:max --constraint flops_g<=BUDGET --driver nsga2
+  --trials 200 --proxy adaptive-bn --run pick-BASE-70pct --results OUT/searches`` (resumed by the same
+  command), its feasible trial with the best proxy mAP (what a user would pick), then
+  ``archprune export RUN --trial N``;
+- ``l1-BASE`` (Torch-Pruning uniform L1: one channel ratio for every layer) and ``lamp-BASE``
+  (global LAMP), bisected to the budget, from the plain and from the sparse base (``--baseline-bases``),
+  as the seeds' pipeline would;
+- ``iterative-plain``: Torch-Pruning's own YOLOv8 recipe, iterative: k (``--steps 5``) prune steps of
+  uniform L2 group magnitude to geometric FLOPs targets (budget^(i/k) of the base), each followed by
+  epochs/k epochs of the recovery fine-tune, so its fine-tune epochs total the others'.
+
+Every other model then gets the one recovery of bench/_recovery.py (10 epochs, head distillation
+from yolov8n-digits, AdamW lr 5e-4, warmup 0.5 epoch, seed 0); its last.pt is scored on val images
+200..499, which the search's proxy never scores. The table per budget: GFLOPs, params, onnxruntime
+latency (batch 1, every model exported once and measured in rounds interleaved with the base, best
+round kept; one thread by default: two-thread latency on the 2-core VM has two modes), mAP50-95 as
+pruned, after adaptive BN, and after recovery, the margin over the best baseline and over the plain
+base, and the extra training epochs each base cost (``--base-epochs``, else the results.csv beside the
+base checkpoint, else its settings).
+
+Each step writes its JSON atomically under ``--out``; a rerun skips finished work (a killed
+fine-tune resumes from its last epoch). ``--report`` prints the tables from whatever has finished.
+
+    taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python bench/prune_outcome.py \\
+        --bases plain=yolov8n-digits,sparse=SPARSE.pt,elastic=ELASTIC.pt
+    .venv/bin/python bench/prune_outcome.py --report > prune-outcome.md
+
+(default ``--out ~/archprune-runs/prune-outcome``)
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from _recovery import (BASE, Progress, Recovery, add_recovery_args, archprune, base_training_epochs, check_bases,
+                       check_settings, epochs_done, held_out_map, md_table, num, parse_mapping, read_json,
+                       recover, recovery_from_args, run_search, training_seconds, write_json)
+
+BASE_ORDER = ("plain", "sparse", "elastic")
+
+
+def budget_dir(out: Path, ratio: float) -> Path:
+    return out / f"{round(ratio * 100)}pct"
+
+
+def flops_bound(base_flops: float, ratio: float) -> float:
+    """The budget in GFLOPs, rounded down so that ``flops_g<=bound`` never admits a model above it."""
+    return math.floor(base_flops * ratio * 1e6) / 1e6
+
+
+def describe(model: nn.Module, recovery: Recovery, how: str, **extra: Any) -> dict[str, Any]:
+    """FLOPs, params and the mAP before recovery (as pruned and after adaptive BN) on the truth's slice."""
+    from evaluators.flops import count_flops_params
+
+    return {"how": how, **count_flops_params(model, recovery.imgsz), **extra,
+            "before": held_out_map(model, recovery), "before_abn": held_out_map(model, recovery, recalibrate=True)}
+
+
+# -- the models ----------------------------------------------------------------------------------
+def one_shot_baseline(row: Path, source: str, ratio: float, importance: str, global_pruning: bool,
+                      recovery: Recovery) -> dict[str, Any]:
+    """Torch-Pruning's MetaPruner at one ratio (uniform) or one threshold (global), bisected to the budget."""
+    from spaces.baseline_pruning import prune_to_flops
+    from spaces.models import load_model, save_checkpoint
+
+    pruned, channel_ratio = prune_to_flops(load_model(source), recovery.imgsz, ratio, importance=importance,
+                                           global_pruning=global_pruning)
+    pruned.imgsz = recovery.imgsz
+    if getattr(pruned, "channel_order", None):
+        pruned.channel_order = None  # recorded for the unpruned widths only
+    save_checkpoint(pruned, row / "pruned.pt", meta={"pruned_from": source, "importance": importance,
+                                                      "global": global_pruning, "channel_ratio": channel_ratio})
+    how = f"{'global' if global_pruning else 'uniform'} {importance}, channel ratio {channel_ratio:.3f}"
+    return describe(pruned, recovery, how, channel_ratio=channel_ratio)
+
+
+def searched_pick(row: Path, base: str, source: str, bound: float, recovery: Recovery, args: argparse.Namespace,
+                  searches: Path) -> dict[str, Any]:
+    """The feasible trial with the best proxy mAP of a search on ``source`` under ``flops_g<=bound``."""
+    from spaces.models import load_model
+
+    extra = ["--finetune-steps", str(args.finetune_steps)] if args.finetune_steps else []
+    run = searches / f"pick-{base}-{row.parent.name}"
+    handle = run_search(run, source, recovery, args.search_objectives, args.trials, [f"flops_g<={bound}"],
+                        proxy=args.proxy, importance=args.importance, extra=extra)
+    feasible = [r for r in handle.store.records() if r.feasible and "map50_95" in r.metrics]
+    if not feasible:
+        raise SystemExit(f"search {run} found no candidate within {bound} GFLOPs")
+    best = max(feasible, key=lambda r: (r.metrics["map50_95"], r.metrics["flops_g"], -r.number))
+    if not (row / "export" / "pruned.pt").exists():
+        archprune("export", str(run), "--trial", str(best.number), "--out", str(row / "export"))
+    model = load_model(row / "export" / "pruned.pt")
+    return describe(model, recovery, f"{run.name} trial {best.number} ({best.source})", trial=best.number,
+                    search_proxy=best.metrics["map50_95"], proxy=args.proxy, checkpoint=str(row / "export" / "pruned.pt"))
+
+
+def iterative_recipe(row: Path, source: str, ratio: float, steps: int, importance: str, recovery: Recovery,
+                     progress: Progress) -> Path:
+    """k prune steps to FLOPs targets ratio^(i/k) of the base, each followed by epochs/k recovery epochs;
+    returns the final last.pt. Every step is resumable (its pruned.pt, its fine-tune's last.pt)."""
+    from evaluators.flops import count_flops_params
+    from spaces.baseline_pruning import prune_to_flops
+    from spaces.models import load_model, save_checkpoint
+
+    model = load_model(source)
+    base_flops = count_flops_params(model, recovery.imgsz)["flops_g"]
+    for i in range(1, steps + 1):
+        step = row / f"step{i}"
+        if (step / "pruned.pt").exists():
+            progress.skip("prune")
+        else:
+            t0 = time.perf_counter()
+            target = base_flops * ratio ** (i / steps)
+            current = count_flops_params(model, recovery.imgsz)["flops_g"]
+            if current > target:  # a step that already landed below its target only fine-tunes
+                model, _ = prune_to_flops(model, recovery.imgsz, target / current, importance=importance)
+            model.imgsz = recovery.imgsz
+            if getattr(model, "channel_order", None):
+                model.channel_order = None
+            save_checkpoint(model, step / "pruned.pt", meta={"pruned_from": source, "step": i, "importance": importance})
+            progress.finish("prune", f"{row.parent.name} {row.name} step {i}/{steps}", time.perf_counter() - t0,
+                            f"{count_flops_params(model, recovery.imgsz)['flops_g'] / base_flops:.1%} of the base's FLOPs")
+        epochs = recovery.epochs // steps
+        if epochs_done(step / "recovery") >= epochs:
+            model = load_model(step / "recovery" / "last.pt")
+            progress.skip("recovery-step")
+            continue
+        t0 = time.perf_counter()
+        model = load_model(recover(step / "pruned.pt", step / "recovery", recovery, epochs=epochs,
+                                   log=lambda line: print("  " + line, flush=True)))
+        progress.finish("recovery-step", f"{row.parent.name} {row.name} step {i}/{steps}", time.perf_counter() - t0,
+                        f"mAP50-95 {held_out_map(model, recovery)['map50_95']:.4f}")
+    return row / f"step{steps}" / "recovery" / "last.pt"
+
+
+# -- the plan ------------------------------------------------------------------------------------
+def rows_for(bases: dict[str, str], baseline_bases: list[str], iterative_bases: list[str]) -> list[tuple[str, str, str]]:
+    """(row name, kind, base) in the order their recoveries run: the comparison that matters first."""
+    rows = [(f"searched-{b}", "searched", b) for b in bases]
+    rows += [(f"{imp}-{b}", imp, b) for b in baseline_bases for imp in ("l1", "lamp")]
+    rows += [(f"iterative-{b}", "iterative", b) for b in iterative_bases]
+    return rows
+
+
+def measure_latency(budget: Path, bases: dict[str, str], imgsz: int, threads: int | None, rounds: int) -> None:
+    """All rows with a final architecture, interleaved with the plain base in every round (rerun when
+    more rows have one): latency depends on the architecture only, so pruned.pt stands for the recovered model."""
+    from evaluators.latency import best_of_rounds
+    from spaces.models import load_model
+
+    models = {}
+    for row in sorted(p for p in budget.iterdir() if p.is_dir()) if budget.is_dir() else []:
+        info = read_json(row / "model.json")
+        if info is not None:
+            models[row.name] = info["checkpoint"]
+    stored = read_json(budget / "latency.json")
+    if not models or (stored and sorted(stored["ms"]) == sorted(models)):
+        return
+    ms = best_of_rounds([load_model(bases["plain"]), *(load_model(p) for p in models.values())], imgsz, threads,
+                        rounds, runs=100)
+    write_json(budget / "latency.json", {"base_ms": ms[0], "ms": dict(zip(models, ms[1:])), "threads": threads or 0,
+                                         "rounds": rounds})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bases", default=f"plain={BASE}", help="NAME=MODEL,... (plain is required: the FLOPs, "
+                        "latency and mAP reference)")
+    parser.add_argument("--out", default="~/archprune-runs/prune-outcome")
+    parser.add_argument("--budgets", default="0.7,0.5", help="fractions of the plain base's FLOPs (default 0.7,0.5)")
+    parser.add_argument("--baseline-bases", default="plain,sparse", help="bases the one-shot baselines prune (those given)")
+    parser.add_argument("--iterative-bases", default="plain", help="bases the iterative recipe prunes")
+    parser.add_argument("--steps", type=int, default=5, help="iterative prune steps (divides --epochs; default 5)")
+    parser.add_argument("--iterative-importance", default="l2", help="iterative recipe's criterion (Torch-Pruning's "
+                        "YOLOv8 example: L2 group magnitude)")
+    parser.add_argument("--trials", type=int, default=200, help="trials of each pick's search (default 200)")
+    parser.add_argument("--proxy", default="adaptive-bn", help="the pick's proxy: adaptive-bn (default) or finetune")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="with --proxy finetune (default its 200)")
+    parser.add_argument("--importance", default="l1", help="the search's channel importance (default l1)")
+    parser.add_argument("--search-objectives", default="map50_95:max",
+                        help="the pick's search objectives (default map50_95:max: only the budget bounds FLOPs)")
+    parser.add_argument("--base-epochs", default="", help="NAME=EPOCHS,...: extra training epochs of each base")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for latency (0: all cores)")
+    parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--remeasure-latency", action="store_true",
+                        help="measure latency again (e.g. on a quieter machine); otherwise it is measured once per set of rows")
+    parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
+    add_recovery_args(parser)
+    args = parser.parse_args()
+    out = Path(args.out).expanduser()
+    if args.report:
+        print(report(out))
+        return
+    recovery = recovery_from_args(args)
+    bases = parse_mapping(args.bases, "--bases")
+    if "plain" not in bases:
+        raise SystemExit("--bases needs plain=MODEL: the FLOPs budgets, latency and mAP are measured against it")
+    if recovery.epochs % args.steps:
+        raise SystemExit(f"--steps {args.steps} must divide --epochs {recovery.epochs} (same total fine-tune epochs)")
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    check_settings(out, {**recovery.meaning(), "steps": args.steps, "iterative_importance": args.iterative_importance,
+                         "trials": args.trials, "proxy": args.proxy, "finetune_steps": args.finetune_steps,
+                         "importance": args.importance, "search_objectives": args.search_objectives})
+    check_bases(out, bases)
+    given = parse_mapping(args.base_epochs, "--base-epochs")
+    rows = rows_for(bases, [b for b in args.baseline_bases.split(",") if b in bases],
+                    [b for b in args.iterative_bases.split(",") if b in bases])
+    start = time.perf_counter()
+    run_all(out, bases, given, budgets, rows, recovery, args)
+    print(f"done in {(time.perf_counter() - start) / 60:.1f} min\n", flush=True)
+    print(report(out))
+
+
+def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: list[float],
+            rows: list[tuple[str, str, str]], recovery: Recovery, args: argparse.Namespace) -> None:
+    from evaluators.flops import count_flops_params
+    from spaces.models import load_model
+
+    for base, source in bases.items():  # the reference rows
+        path = out / "bases" / f"{base}.json"
+        if not path.exists():
+            model = load_model(source)
+            epochs, where = base_training_epochs(source, given.get(base))
+            write_json(path, {"source": source, **count_flops_params(model, recovery.imgsz),
+                              "map": held_out_map(model, recovery), "extra_epochs": epochs, "epochs_from": where})
+    base_flops = read_json(out / "bases" / "plain.json")["flops_g"]
+    if args.remeasure_latency:
+        for ratio in budgets:
+            (budget_dir(out, ratio) / "latency.json").unlink(missing_ok=True)
+    one_shot = [r for r in rows if r[1] != "iterative"]
+    iterative = [r for r in rows if r[1] == "iterative"]
+    n = len(budgets)
+    progress = Progress({"prune": n * (len(one_shot) - len(bases) + args.steps * len(iterative)),
+                         "search": n * len(bases), "recovery": n * len(one_shot),
+                         "recovery-step": n * args.steps * len(iterative), "final": n * len(iterative)},
+                        {"prune": 30, "search": 5.0 * args.trials, "recovery": 75.0 * recovery.epochs,
+                         "recovery-step": 75.0 * recovery.epochs / args.steps, "final": 20})
+
+    # models first, cheapest kind first (minutes): the before-recovery columns and latency fill in early
+    for kind_order in (("l1", "lamp"), ("searched",)):
+        for ratio in budgets:
+            budget = budget_dir(out, ratio)
+            for name, kind, base in (r for r in one_shot if r[1] in kind_order):
+                row = budget / name
+                what = "search" if kind == "searched" else "prune"
+                if (row / "model.json").exists():
+                    progress.skip(what)
+                    continue
+                t0 = time.perf_counter()
+                if kind == "searched":
+                    info = searched_pick(row, base, bases[base], flops_bound(base_flops, ratio), recovery, args,
+                                         out / "searches")
+                else:
+                    info = {**one_shot_baseline(row, bases[base], ratio, kind, kind == "lamp", recovery),
+                            "checkpoint": str(row / "pruned.pt")}
+                write_json(row / "model.json", {**info, "base": base})
+                progress.finish(what, f"{budget.name} {name}", time.perf_counter() - t0,
+                                f"{info['flops_g'] / base_flops:.1%} FLOPs, as pruned {info['before']['map50_95']:.4f}, "
+                                f"adaptive BN {info['before_abn']['map50_95']:.4f}")
+    for ratio in budgets:
+        measure_latency(budget_dir(out, ratio), bases, recovery.imgsz, args.threads or None, args.latency_rounds)
+
+    # then the recoveries (hours), one budget's table complete before the next
+    for ratio in budgets:
+        budget = budget_dir(out, ratio)
+        for name, _, _ in one_shot:
+            row = budget / name
+            if (row / "after.json").exists():
+                progress.skip("recovery")
+                continue
+            t0 = time.perf_counter()
+            info = read_json(row / "model.json")
+            last = recover(Path(info["checkpoint"]), row / "recovery", recovery,
+                           log=lambda line: print("  " + line, flush=True))
+            after = held_out_map(load_model(last), recovery)
+            write_json(row / "after.json", {**after, "recovery_s": training_seconds(row / "recovery")})
+            progress.finish("recovery", f"{budget.name} {name}", time.perf_counter() - t0,
+                            f"recovered mAP50-95 {after['map50_95']:.4f}")
+    for ratio in budgets:
+        budget = budget_dir(out, ratio)
+        for name, _, base in iterative:
+            row = budget / name
+            if (row / "after.json").exists():
+                for kind in ("final", *("prune", "recovery-step") * args.steps):
+                    progress.skip(kind)
+                continue
+            last = iterative_recipe(row, bases[base], ratio, args.steps, args.iterative_importance, recovery, progress)
+            t0 = time.perf_counter()
+            final_step = row / f"step{args.steps}"
+            info = describe(load_model(final_step / "pruned.pt"), recovery,
+                            f"{args.steps} × (uniform {args.iterative_importance} prune + "
+                            f"{recovery.epochs // args.steps} epoch(s))", checkpoint=str(final_step / "pruned.pt"))
+            write_json(row / "model.json", {**info, "base": base})
+            after = held_out_map(load_model(last), recovery)
+            seconds = sum(training_seconds(row / f"step{i}" / "recovery") for i in range(1, args.steps + 1))
+            write_json(row / "after.json", {**after, "recovery_s": seconds})
+            progress.finish("final", f"{budget.name} {name}", time.perf_counter() - t0,
+                            f"recovered mAP50-95 {after['map50_95']:.4f}")
+        measure_latency(budget, bases, recovery.imgsz, args.threads or None, args.latency_rounds)
+
+
+# -- the report ------------------------------------------------------------------------------------
+def report(out: Path) -> str:
+    settings = read_json(out / "settings.json")
+    if settings is None:
+        raise SystemExit(f"nothing to report in {out}: no settings.json yet")
+    bases = {p.stem: read_json(p) for p in sorted((out / "bases").glob("*.json"))}
+    order = sorted(bases, key=lambda b: (BASE_ORDER.index(b) if b in BASE_ORDER else len(BASE_ORDER), b))
+    plain = bases.get("plain")
+    if plain is None:
+        return "no plain base measured yet"
+    lines = [f"Recovery: {settings['epochs']} epochs, distillation from `{settings['teacher']}` (kd {settings['kd_weight']}), "
+             f"AdamW lr {settings['lr0']}, seed {settings['seed']}; mAP50-95 on val images {settings['held_out_first']}+ "
+             f"(the search's proxy scores 0..199). Iterative: {settings['steps']} steps, {settings['epochs'] // settings['steps']} "
+             f"epoch(s) after each. Searched picks: {settings['trials']} trials, proxy {settings['proxy']}.", ""]
+    headers = ["model", "how", "GFLOPs (% base)", "params M", "latency ms (× base)", "mAP50-95 as pruned",
+               "after adaptive BN", "after recovery", "vs best baseline", "vs plain base", "extra base epochs"]
+    for budget in sorted((p for p in out.iterdir() if p.is_dir() and p.name.endswith("pct")),
+                         key=lambda p: -int(p.name[:-3])):
+        latency = read_json(budget / "latency.json") or {"ms": {}}
+        table = []
+        for b in order:
+            ref = bases[b]
+            lat = f"{latency['base_ms']:.2f} (1.00)" if b == "plain" and "base_ms" in latency else "—"
+            table.append([f"base {b} (unpruned)", f"`{ref['source']}`", f"{ref['flops_g']:.3f} (100%)",
+                          f"{ref['params_m']:.3f}", lat, num(ref["map"]["map50_95"], 4), "—", "—", "—",
+                          f"{ref['map']['map50_95'] - plain['map']['map50_95']:+.4f}", num(ref["extra_epochs"])])
+        rows = {p.name: (read_json(p / "model.json"), read_json(p / "after.json"))
+                for p in sorted(budget.iterdir()) if p.is_dir() and (p / "model.json").exists()}
+        after = {name: a["map50_95"] for name, (_, a) in rows.items() if a is not None}
+        baselines = {n: v for n, v in after.items() if not n.startswith("searched-")}
+        best_baseline = max(baselines.items(), key=lambda kv: kv[1]) if baselines else None
+        ordered = sorted(rows, key=lambda n: (not n.startswith("searched-"), n.startswith("iterative-"), n))
+        for name in ordered:
+            info, a = rows[name]
+            ms = latency["ms"].get(name)
+            lat = f"{ms:.2f} ({ms / latency['base_ms']:.2f})" if ms is not None else "…"
+            margin = (f"{a['map50_95'] - best_baseline[1]:+.4f}" if a and best_baseline and name.startswith("searched-")
+                      else "—")
+            epochs = bases[info["base"]]["extra_epochs"] if not name.startswith("iterative-") else 0
+            table.append([name, info["how"], f"{info['flops_g']:.3f} ({info['flops_g'] / plain['flops_g']:.1%})",
+                          f"{info['params_m']:.3f}", lat, num(info["before"]["map50_95"], 4),
+                          num(info["before_abn"]["map50_95"], 4), num(a["map50_95"], 4) if a else "…", margin,
+                          f"{a['map50_95'] - plain['map']['map50_95']:+.4f}" if a else "…", num(epochs)])
+        lines += [f"**{budget.name[:-3]}% of the base's FLOPs** (≤ {plain['flops_g'] * int(budget.name[:-3]) / 100:.4f} "
+                  f"GFLOPs; {len(after)} of {len(rows)} models recovered; latency: onnxruntime, "
+                  f"{latency.get('threads', '?') or 'default'} thread(s), best of {latency.get('rounds', '?')} interleaved rounds)",
+                  "", md_table(headers, table, right=range(2, 11)), ""]
+        for name in (n for n in ordered if n.startswith("searched-") and n in after):
+            if best_baseline is None:
+                continue
+            beaten = all(after[name] > v for v in baselines.values())
+            lines.append(f"- {name}: {after[name]:.4f} after recovery, {after[name] - best_baseline[1]:+.4f} against the "
+                         f"best baseline ({best_baseline[0]}, {best_baseline[1]:.4f}) of {len(baselines)} recovered; "
+                         f"beats every one: {'yes' if beaten else 'no'}; {after[name] - plain['map']['map50_95']:+.4f} "
+                         f"from the plain base")
+        lines.append("")
+    lines.append("Iterative rows: 'as pruned' and 'after adaptive BN' score the last prune step, before its fine-tune.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
