@@ -78,7 +78,10 @@ class SparsityRegularizer(TrainingExtension):
                 m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in wanted]
         if kind == "growing-reg":
             self.pruner.group_reg = {g: self.pruner.group_reg[g] for g in self.pruner._groups}
-        self._measure = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
+        # Sparsity is read with the importance the penalty acts on: |BN scale| for slim (it zeroes
+        # scales, not conv weights), the group's L2 magnitude for the group regularizers.
+        self._measure = (tp.importance.BNScaleImportance(normalizer=None) if kind == "slim"
+                         else tp.importance.GroupMagnitudeImportance(p=2, normalizer=None))
 
     def after_backward(self, model: nn.Module) -> None:
         self.pruner.regularize(model)
@@ -90,7 +93,7 @@ class SparsityRegularizer(TrainingExtension):
 
     @torch.no_grad()
     def sparsity(self) -> float:
-        """Share of the groups' channels whose group L2 magnitude is below 1% of their group's max."""
+        """Share of the groups' channels whose importance (see ``_measure``) is below 1% of their group's max."""
         below = total = 0
         for group in self.pruner._groups:
             imp = self._measure(group)
