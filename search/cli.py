@@ -69,7 +69,8 @@ def _train_settings(args: argparse.Namespace, **extra: Any) -> Any:
                          batch=args.batch, optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
                          workers=args.workers, val_max_images=args.val_max_images, sparsity=args.sparsity,
                          sparsity_weight=args.sparsity_weight, elastic=args.elastic,
-                         elastic_samples=args.elastic_samples, importance=args.importance, **extra)
+                         elastic_samples=args.elastic_samples, elastic_weight=args.elastic_weight,
+                         importance=args.importance, **extra)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -132,6 +133,9 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
                         "from the largest; the channel order is recorded in the checkpoint")
     p.add_argument("--elastic-samples", type=_non_negative_int, default=2,
                    help="random sub-networks per step with --elastic (default 2)")
+    p.add_argument("--elastic-weight", type=float, default=1.0,
+                   help="with --elastic: weight of the sub-networks' mean loss against the largest network's "
+                        "(default 1; higher trains sub-networks harder at the full model's expense)")
     p.add_argument("--importance", choices=[i for i in IMPORTANCES if i not in GRADIENT_IMPORTANCES], default="l1",
                    help="with --elastic: the criterion that orders each group's channels once, before training "
                         "(default l1); sub-networks keep prefixes of that order")

@@ -189,8 +189,10 @@ def channel_search_parts(settings: RunSettings) -> tuple[ChannelSpace, list[Eval
     model, data, imgsz = load_inputs(settings)
     space = build_space(settings, model, data, imgsz)
     check_reachable(space, settings.constraint_list, imgsz)
-    what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, importance "
-            f"{settings.importance}) of {settings.model} at {imgsz}px")
+    order = (f"importance {settings.importance}" if space.order_source != "recorded" else
+             f"channel order recorded by the elastic base; --importance {settings.importance} not used")
+    what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, {order}) "
+            f"of {settings.model} at {imgsz}px")
     return space, build_evaluators(settings, data, imgsz), imgsz, what
 
 

@@ -1,4 +1,5 @@
-"""The shipped yolov8n-digits model: loads by name, is small, and is clearly trained."""
+"""The shipped models (yolov8n-digits and its sparse and elastic bases): load by name, are small,
+and are clearly trained; the elastic base carries the channel order it was trained in."""
 from __future__ import annotations
 
 import json
@@ -13,11 +14,26 @@ from spaces.models import load_model
 from spaces.models import zoo
 
 
-def test_loads_by_name_with_its_training_size_and_classes() -> None:
-    model = load_model("yolov8n-digits")
+@pytest.mark.parametrize("name", sorted(zoo.EMBEDDED))
+def test_loads_by_name_with_its_training_size_and_classes(name: str) -> None:
+    model = load_model(name)
     assert model.imgsz == 160 and model.nc == 10 and model.names == [str(i) for i in range(10)]
     assert next(model.parameters()).dtype == torch.float32 and not model.training
-    assert zoo.embedded_path("yolov8n-digits").stat().st_size <= 8 * 1024 * 1024
+    assert zoo.embedded_path(name).stat().st_size <= 8 * 1024 * 1024
+    meta = torch.load(zoo.embedded_path(name), weights_only=True)["meta"]
+    assert meta["reproduce"] == zoo.EMBEDDED[name].reproduce  # the file says how to rebuild it
+
+
+def test_the_elastic_base_makes_a_space_that_keeps_its_trained_prefixes() -> None:
+    from spaces.channel_space import ChannelSpace
+
+    model = load_model("yolov8n-digits-elastic")
+    space = ChannelSpace(model, importance="lamp")  # --importance cannot reorder an elastic base
+    assert space.order_source == "recorded" and set(model.channel_order) == {g.name for g in space.genes}
+    genome = space.uniform(0.5)
+    for name, kept in space.kept_indices(genome).items():
+        assert kept == sorted(model.channel_order[name][:len(kept)])
+    assert load_model("yolov8n-digits").channel_order is None
 
 
 @pytest.mark.slow

@@ -33,7 +33,8 @@ from .loss import DetectionLoss
 # Settings that must match for --resume to continue the same run (epochs may change: it stretches
 # or shortens the cosine schedule from the resumed epoch on).
 _RESUME_KEYS = ("model", "data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
-                "feature_kd_weight", "sparsity", "sparsity_weight", "elastic", "elastic_samples", "importance")
+                "feature_kd_weight", "sparsity", "sparsity_weight", "elastic", "elastic_samples", "elastic_weight",
+                "importance")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class TrainSettings:
     sparsity_weight: float | None = None  # per image; default per regularizer
     elastic: bool = False  # elastic-width training over the base's channel space (see elastic.py)
     elastic_samples: int = 2  # random sub-networks per step, besides the largest and the smallest
+    elastic_weight: float = 1.0  # the sub-networks' mean loss against the largest network's
     importance: str = "l1"  # the channel order an elastic run trains prefixes of
 
     def learning_rate(self) -> float:
@@ -163,7 +165,7 @@ def _extension_for(model: YOLODetector, settings: TrainSettings) -> TrainingExte
         from .elastic import ElasticTrainer
 
         return ElasticTrainer(model, samples=settings.elastic_samples, seed=settings.seed,
-                              importance=settings.importance)
+                              importance=settings.importance, weight=settings.elastic_weight)
     if settings.sparsity:
         from .sparsity import SparsityRegularizer
 

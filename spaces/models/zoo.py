@@ -23,6 +23,24 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         reproduce="archprune train --model yolov8n --data digits-det --imgsz 160 --epochs 100 --batch 32 "
                   "--seed 0 --out results/yolov8n-digits",
     ),
+    "yolov8n-digits-sparse": EmbeddedModel(
+        name="yolov8n-digits-sparse",
+        file="yolov8n-digits-sparse.pt",
+        description="yolov8n-digits after Network Slimming sparse training (L1 on the channel groups' BN "
+                    "scales), a base to prune by a criterion; fp16",
+        reproduce="archprune finetune --model yolov8n-digits --teacher yolov8n-digits --data digits-det "
+                  "--epochs 20 --sparsity slim --sparsity-weight 1e-4 --lr0 0.002 --seed 0 "
+                  "--out results/yolov8n-digits-sparse",
+    ),
+    "yolov8n-digits-elastic": EmbeddedModel(
+        name="yolov8n-digits-elastic",
+        file="yolov8n-digits-elastic.pt",
+        description="yolov8n-digits after elastic-width training over its own channel space: every genome "
+                    "is a trained sub-network (channel order recorded); fp16",
+        reproduce="archprune finetune --model yolov8n-digits --teacher yolov8n-digits --data digits-det "
+                  "--epochs 10 --elastic --elastic-samples 2 --elastic-weight 3 --importance l1 --seed 0 "
+                  "--out results/yolov8n-digits-elastic",
+    ),
 }
 
 

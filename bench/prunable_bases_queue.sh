@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The long runs of issue 13 (hours on a 2-core CPU), each resumable: after any interruption (a
+# session's end, a kill, a reboot) run this script again and it carries on where it stopped.
+#
+#   nohup bash bench/prunable_bases_queue.sh > ~/archprune-runs/queue.log 2>&1 &
+#   .venv/bin/python bench/proxy_fidelity.py --report; .venv/bin/python bench/prune_outcome.py --report
+#
+# The proxy-fidelity benchmark runs on core 1 and the outcome benchmark on core 0, one torch
+# thread each (two torch jobs on 2 cores only work when each has its own core). The shipped bases
+# are used by name; their own training commands are in spaces/models/zoo.py and BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${ARCHPRUNE_RUNS:-$HOME/archprune-runs}
+BASES=plain=yolov8n-digits,sparse=yolov8n-digits-sparse,elastic=yolov8n-digits-elastic
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+mkdir -p "$RUNS"
+taskset -c 1 .venv/bin/python bench/proxy_fidelity.py --bases "$BASES" --out "$RUNS/proxy-fidelity" \
+    > "$RUNS/proxy-fidelity.log" 2>&1 &
+fidelity=$!
+taskset -c 0 .venv/bin/python bench/prune_outcome.py --bases "$BASES" --out "$RUNS/prune-outcome" \
+    --base-epochs sparse=20,elastic=10 \
+    > "$RUNS/prune-outcome.log" 2>&1 &
+outcome=$!
+wait $fidelity $outcome
