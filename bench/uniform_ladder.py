@@ -37,7 +37,8 @@ def main() -> None:
             genome = space.unpruned() if ratio == 1 else space.uniform(ratio)
             model = space.build(genome)
             flops[ratio] = count_flops_params(model, args.imgsz)["flops_g"] / base_flops
-            rows[ratio].append(f"{proxy.evaluate(Candidate(model=model, imgsz=args.imgsz, genome=genome))['map50_95']:.3f}")
+            score = proxy.evaluate(Candidate(model=model, imgsz=args.imgsz, genome=genome))["map50_95"]
+            rows[ratio].append(f"{score:.3f}")
         print(f"{source}: order {space.order_source}, {time.perf_counter() - t0:.0f}s", flush=True)
     print("\n| keep | FLOPs | " + " | ".join(f"`{b}`" for b in args.bases) + " |")
     print("|---:|---:|" + "---:|" * len(args.bases))
