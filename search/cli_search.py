@@ -196,12 +196,13 @@ def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str
     widths = pick_widths(pick, records) if plots else None
     if widths is not None:  # channel-space runs only: the others have no channel groups to draw
         written["pick"] = plot_widths(widths, folder / "pick.png", name)
+    summary = front_json(pf, pick)
     if as_json:
-        print(json.dumps(front_json(pf, pick)))
+        print(json.dumps(summary))
     else:
         print(front_table(pf, pick))
         print("wrote " + ", ".join(str(p) for p in written.values()))
-    return front_json(pf, pick)
+    return summary
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:

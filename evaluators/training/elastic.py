@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from evaluators.bn_recalibration import bn_momentum
 from spaces._base import Genome
 from spaces.channel_masks import ChannelMasks
 from spaces.channel_space import ChannelSpace
@@ -35,15 +36,8 @@ from .loss import DetectionLoss
 @contextlib.contextmanager
 def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
     """Train-mode BatchNorm (batch statistics) that leaves its running statistics untouched."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
+    with bn_momentum(model, 0.0):  # running = (1 - 0) * running + 0 * batch
         yield
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
 
 
 class ElasticTrainer(TrainingExtension):
@@ -103,7 +97,7 @@ class ElasticTrainer(TrainingExtension):
                 self.last_step.append(genome)
         self.masks.set(None)
         parts = parts.clone()
-        parts[3] = kd_sum / max(len(self.last_step) - 1, 1)  # the log's kd column: in-place distillation
+        parts[3] = kd_sum / len(subnets)  # the log's kd column: in-place distillation
         return parts
 
     def prepare_checkpoint(self, model: nn.Module) -> None:
