@@ -1,9 +1,11 @@
 """Post-processing of raw YOLOv8/YOLO11 eval outputs: class-aware NMS and letterbox undo.
 
-The NMS reproduces Ultralytics 8.4 ``non_max_suppression`` (single best label per anchor,
-class offset trick, greedy NMS keeping IoU <= threshold) in pure torch, because torchvision
-is not a dependency. Every float op mirrors the reference so that float32 rounding, which
-matters at the ``cls * 7680`` offset, is bit-identical.
+The NMS reproduces Ultralytics 8.4 ``non_max_suppression`` (class offset trick, greedy NMS
+keeping IoU <= threshold) in pure torch, because torchvision is not a dependency. Every float
+op mirrors the reference so that float32 rounding, which matters at the ``cls * 7680`` offset,
+is bit-identical. Two label rules, as there: single-label keeps each anchor's best class only
+(``predict``'s and deployment's rule), multi-label keeps every class whose score passes
+``conf_thres`` as its own box (``DetectionValidator``'s rule, i.e. the mAP ``yolo val`` prints).
 """
 from __future__ import annotations
 
@@ -15,6 +17,18 @@ from spaces.errors import ArchpruneError
 # Ultralytics' max box width/height; boxes of class c are shifted by c * MAX_WH so that
 # boxes of different classes never overlap during one class-agnostic NMS pass.
 MAX_WH = 7680
+
+# The label rules of evaluation. The default is Ultralytics' validator's, so that our mAP is the
+# one `yolo val` prints; single-label is the rule a deployed model's predict() uses.
+NMS_RULES = ("multi-label", "single-label")
+DEFAULT_EVAL_NMS = "multi-label"
+
+
+def check_nms_rule(rule: str) -> bool:
+    """True for multi-label; a clear error for anything but the two rules."""
+    if rule not in NMS_RULES:
+        raise ArchpruneError(f"unknown NMS rule {rule!r}: use one of {', '.join(NMS_RULES)}")
+    return rule == "multi-label"
 
 
 def xywh2xyxy(x: Tensor) -> Tensor:
@@ -68,15 +82,24 @@ def _check_args(pred: Tensor, conf_thres: float, iou_thres: float, max_det: int)
         raise ArchpruneError(f"max_det must be >= 0, got {max_det}")
 
 
-def _nms_one(x: Tensor, conf_thres: float, iou_thres: float, max_det: int, agnostic: bool,
-             max_nms: int) -> tuple[Tensor, Tensor]:
-    """NMS for one image; x is (A, 4 + nc) with xyxy boxes. Returns (K, 6) dets and anchor idx."""
+def _candidates(x: Tensor, conf_thres: float, multi_label: bool) -> tuple[Tensor, Tensor]:
+    """(N, 6) [x1, y1, x2, y2, conf, cls] candidates of one image and the anchor of each."""
     idx = torch.arange(x.shape[0], device=x.device)
+    # Ultralytics first drops anchors whose best score fails the threshold; same result, less work.
+    passing = x[:, 4:].amax(1) > conf_thres
+    x, idx = x[passing], idx[passing]
     box, cls = x[:, :4], x[:, 4:]
+    if multi_label:  # one row per (anchor, class) above the threshold, anchor-major as torch.where gives
+        i, j = torch.where(cls > conf_thres)
+        return torch.cat((box[i], cls[i, j, None], j[:, None].to(x.dtype)), 1), idx[i]
     conf, j = cls.max(1, keepdim=True)
-    filt = conf.view(-1) > conf_thres
-    det = torch.cat((box, conf, j.to(x.dtype)), 1)[filt]
-    idx = idx[filt]
+    return torch.cat((box, conf, j.to(x.dtype)), 1), idx
+
+
+def _nms_one(x: Tensor, conf_thres: float, iou_thres: float, max_det: int, agnostic: bool,
+             max_nms: int, multi_label: bool = False) -> tuple[Tensor, Tensor]:
+    """NMS for one image; x is (A, 4 + nc) with xyxy boxes. Returns (K, 6) dets and anchor idx."""
+    det, idx = _candidates(x, conf_thres, multi_label)
     if det.shape[0] > max_nms:  # keep the most confident candidates only
         top = det[:, 4].argsort(descending=True)[:max_nms]
         det, idx = det[top], idx[top]
@@ -86,12 +109,13 @@ def _nms_one(x: Tensor, conf_thres: float, iou_thres: float, max_det: int, agnos
 
 
 def non_max_suppression(pred: Tensor, conf_thres: float = 0.001, iou_thres: float = 0.7, max_det: int = 300,
-                        agnostic: bool = False, max_nms: int = 30000, return_indices: bool = False
-                        ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+                        agnostic: bool = False, max_nms: int = 30000, return_indices: bool = False,
+                        multi_label: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
     """Class-aware NMS on raw (B, 4 + nc, A) outputs (xywh pixels, sigmoid class scores).
 
     Returns per image a (K, 6) tensor [x1, y1, x2, y2, conf, cls] sorted by conf descending,
-    and with ``return_indices`` also the kept anchor indices (int64) per image.
+    and with ``return_indices`` also the kept anchor indices (int64) per image (with
+    ``multi_label`` an anchor can appear once per class it is kept for).
     The input tensor is not modified (Ultralytics converts boxes in place; we do not).
     """
     _check_args(pred, conf_thres, iou_thres, max_det)
@@ -100,26 +124,28 @@ def non_max_suppression(pred: Tensor, conf_thres: float = 0.001, iou_thres: floa
     outputs: list[Tensor] = []
     indices: list[Tensor] = []
     for x in x_all:
-        det, idx = _nms_one(x, conf_thres, iou_thres, max_det, agnostic, max_nms)
+        det, idx = _nms_one(x, conf_thres, iou_thres, max_det, agnostic, max_nms, multi_label)
         outputs.append(det)
         indices.append(idx)
     return (outputs, indices) if return_indices else outputs
 
 
-def scale_boxes_to_original(boxes: Tensor, ratio: float, pad: tuple[float, float],
+def scale_boxes_to_original(boxes: Tensor, ratio: float | tuple[float, float], pad: tuple[float, float],
                             orig_shape: tuple[int, int]) -> Tensor:
     """Undo a letterbox on (..., 4+) xyxy boxes: (b - pad) / ratio, clipped to the original image.
 
-    ``pad`` is (left, top) in letterboxed pixels, ``orig_shape`` is (height, width).
+    ``ratio`` is one gain or the (x, y) gains (Ultralytics' per-axis ``ratio_pad``), ``pad`` is
+    (left, top) in letterboxed pixels, ``orig_shape`` is (height, width).
     Columns after the first four (e.g. conf, cls of NMS output) are passed through unchanged.
     Returns a new tensor; the input is untouched.
     """
     if boxes.shape[-1] < 4:
         raise ArchpruneError(f"scale_boxes_to_original expects (..., 4) boxes, got shape {tuple(boxes.shape)}")
-    if ratio <= 0:
+    gain_x, gain_y = (ratio, ratio) if isinstance(ratio, (int, float)) else ratio
+    if gain_x <= 0 or gain_y <= 0:
         raise ArchpruneError(f"letterbox ratio must be > 0, got {ratio}")
     h, w = orig_shape
     out = boxes.clone()
-    out[..., [0, 2]] = ((out[..., [0, 2]] - pad[0]) / ratio).clamp(0, w)
-    out[..., [1, 3]] = ((out[..., [1, 3]] - pad[1]) / ratio).clamp(0, h)
+    out[..., [0, 2]] = ((out[..., [0, 2]] - pad[0]) / gain_x).clamp(0, w)
+    out[..., [1, 3]] = ((out[..., [1, 3]] - pad[1]) / gain_y).clamp(0, h)
     return out

@@ -81,6 +81,22 @@ def test_class_aware_overlapping_boxes() -> None:
     assert agn.shape[0] == 1 and agn[0, 5].item() == 0.0
 
 
+def test_multi_label_keeps_every_class_above_conf_as_its_own_box() -> None:
+    p = _pred([[50, 50, 20, 20], [120, 50, 20, 20]], [0, 1], [0.9, 0.8])
+    p[0, 4 + 2, 0] = 0.6  # anchor 0 also scores class 2; anchor 1 also class 0 but at the threshold
+    p[0, 4 + 0, 1] = 0.5
+    single, s_idx = non_max_suppression(p, conf_thres=0.5, return_indices=True)
+    multi, m_idx = non_max_suppression(p, conf_thres=0.5, return_indices=True, multi_label=True)
+    assert s_idx[0].tolist() == [0, 1] and single[0][:, 5].tolist() == [0.0, 1.0]
+    assert m_idx[0].tolist() == [0, 1, 0]  # anchor 0 twice (class 0 and 2); 0.5 is not > 0.5
+    assert multi[0][:, 5].tolist() == [0.0, 1.0, 2.0]
+    np.testing.assert_allclose(multi[0][:, 4].numpy(), [0.9, 0.8, 0.6], atol=1e-6)
+    np.testing.assert_allclose(multi[0][2, :4].numpy(), multi[0][0, :4].numpy())
+    # the same anchor's two labels never suppress each other, unless NMS is class-agnostic
+    agnostic = non_max_suppression(p, conf_thres=0.5, multi_label=True, agnostic=True)[0]
+    assert agnostic[:, 5].tolist() == [0.0, 1.0]
+
+
 def test_iou_equal_to_threshold_is_kept() -> None:
     # boxes [0,0,10,10] and [5,0,15,10]: IoU = 50 / 150 = 1/3; keep when iou <= thres
     boxes = [[5, 5, 10, 10], [10, 5, 10, 10]]
