@@ -11,10 +11,15 @@ from tqdm import tqdm
 
 from evaluators.coco_metrics import DetectionMetrics
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.postprocess import non_max_suppression, scale_boxes_to_original
+from evaluators.postprocess import DEFAULT_EVAL_NMS, check_nms_rule, non_max_suppression, scale_boxes_to_original
 from spaces.errors import ArchpruneError
 
 DEFAULT_IMGSZ = 640  # for a model that records no training size (see DESIGN.md conventions)
+
+
+def evaluation_convention(nms: str = DEFAULT_EVAL_NMS) -> str:
+    """How an mAP was computed, in words: results of different conventions must not be compared."""
+    return f"{nms} NMS, rect val batches (Ultralytics 8.4 validator)"
 
 
 def check_imgsz(size: int) -> int:
@@ -62,14 +67,17 @@ def check_classes(model: nn.Module, data: DataConfig) -> None:
 def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | None = None, split: str = "val",
                       batch_size: int = 16, conf_thres: float = 0.001, iou_thres: float = 0.7,
                       max_det: int = 300, max_images: int | None = None, progress: bool = False,
-                      first_image: int = 0) -> dict[str, Any]:
+                      first_image: int = 0, nms: str = DEFAULT_EVAL_NMS) -> dict[str, Any]:
     """mAP of ``model`` on one split, in original-image coordinates.
 
+    ``nms``: "multi-label" (default; Ultralytics' ``DetectionValidator``, so the number matches
+    ``yolo val``) or "single-label" (one class per anchor, as a deployed model predicts).
     Scores the split's images ``first_image`` up to ``first_image + max_images`` (all the rest when
     ``max_images`` is None), so a caller can hold part of a split out of what a proxy scores.
-    Returns ``{"map50_95", "map50", "images", "images_per_s", "imgsz"}``; images/s counts the
+    Returns ``{"map50_95", "map50", "images", "images_per_s", "imgsz", "nms", "convention"}``; images/s counts the
     whole loop (decode, letterbox, forward, NMS) on this process's threads.
     """
+    multi_label = check_nms_rule(nms)
     config = data if isinstance(data, DataConfig) else load_data_config(data)
     check_classes(model, config)
     size = resolve_imgsz(model, imgsz)
@@ -78,7 +86,8 @@ def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | Non
     files = config.images(split)[first_image: first_image + max_images if max_images else None]
     if not files:
         raise ArchpruneError(f"no {split} images from index {first_image} on in {config.yaml_path}")
-    dataset = DetectionDataset(files, size, nc=config.nc)
+    # rect batches (sorted by aspect, each on its own padded canvas) as Ultralytics' validator builds them
+    dataset = DetectionDataset(files, size, nc=config.nc, rect_batch=batch_size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          collate_fn=collate_detections, num_workers=0)
     was_training = model.training
@@ -88,7 +97,8 @@ def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | Non
     image_id = 0
     try:
         for batch in tqdm(loader, desc=f"eval {split}", unit="batch", disable=not progress, leave=False):
-            detections = non_max_suppression(model(batch["img"]), conf_thres, iou_thres, max_det)
+            detections = non_max_suppression(model(batch["img"]), conf_thres, iou_thres, max_det,
+                                             multi_label=multi_label)
             for i, det in enumerate(detections):
                 det = scale_boxes_to_original(det, batch["ratio"][i], batch["pad"][i], batch["orig_shape"][i])
                 mine = batch["batch_idx"] == i
@@ -99,4 +109,5 @@ def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | Non
     seconds = time.perf_counter() - start
     result = metrics.compute()
     return {"map50_95": result["map50_95"], "map50": result["map50"], "images": image_id,
-            "images_per_s": image_id / seconds if seconds > 0 else float("nan"), "imgsz": size}
+            "images_per_s": image_id / seconds if seconds > 0 else float("nan"), "imgsz": size, "nms": nms,
+            "convention": evaluation_convention(nms)}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from evaluators.postprocess import DEFAULT_EVAL_NMS, NMS_RULES
 from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers
 from spaces.errors import ArchpruneError
@@ -46,13 +47,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data = load_data_config(args.data)
     model, _ = model_for_data(args.model, data)
     result = evaluate_detector(model, data, imgsz=args.imgsz, split=args.split, batch_size=args.batch,
-                               max_images=args.max_images, progress=not args.json and sys.stderr.isatty())
+                               max_images=args.max_images, progress=not args.json and sys.stderr.isatty(),
+                               nms=args.nms)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("map50_95", "map50", "images", "images_per_s")}))
+        print(json.dumps({k: result[k] for k in ("map50_95", "map50", "images", "images_per_s", "nms")}))
     else:
         print(f"mAP50-95 {result['map50_95']:.4f}  mAP50 {result['map50']:.4f}  "
               f"images {result['images']}  images/s {result['images_per_s']:.1f}  (imgsz {result['imgsz']}, "
-              f"split {args.split})")
+              f"split {args.split}, {args.nms} NMS)")
     return 0
 
 
@@ -162,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val")
     ev.add_argument("--batch", type=_positive_int, default=16)
     ev.add_argument("--max-images", type=_positive_int, default=None, help="evaluate only the first N images")
+    ev.add_argument("--nms", choices=NMS_RULES, default=DEFAULT_EVAL_NMS,
+                    help="multi-label (default): every class above conf 0.001 is its own box, as `yolo val` "
+                         "scores; single-label: each box's best class only, as a deployed model predicts")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_cmd_eval)
 

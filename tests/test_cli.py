@@ -30,7 +30,8 @@ def test_console_script_is_installed_and_evaluates_a_checkpoint() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"map50_95", "map50", "images", "images_per_s"}
+    assert set(result) == {"map50_95", "map50", "images", "images_per_s", "nms"}
+    assert result["nms"] == "multi-label"  # `yolo val`'s rule by default
     assert result["images"] == 4 and 0.0 <= result["map50_95"] <= result["map50"] <= 1.0
     assert result["images_per_s"] > 0
 

@@ -208,17 +208,59 @@ def test_letterbox_geometry() -> None:
     img = np.zeros((100, 200, 3), np.uint8)  # h=100, w=200
     out, ratio, pad = letterbox(img, 64)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    assert ratio == pytest.approx(0.32) and pad == (0.0, 16.0)
+    assert ratio == pytest.approx((0.32, 0.32)) and pad == (0.0, 16.0)
     assert (out[:16] == 114).all() and (out[48:] == 114).all() and (out[16:48] == 0).all()
     up, ratio_up, pad_up = letterbox(np.zeros((10, 20, 3), np.uint8), 64)  # upscaling allowed
-    assert ratio_up == pytest.approx(3.2) and pad_up == (0.0, 16.0) and (up[16:48] == 0).all()
+    assert ratio_up == pytest.approx((3.2, 3.2)) and pad_up == (0.0, 16.0) and (up[16:48] == 0).all()
+
+
+def test_letterbox_rounds_sizes_up_and_keeps_per_axis_gains() -> None:
+    """Ultralytics' load_image: ceil(side * r), capped at imgsz; the box map is per axis."""
+    out, (gx, gy), pad = letterbox(np.zeros((99, 201, 3), np.uint8), 64)  # h 99 * 64/201 = 31.52 -> 32
+    assert (gx, gy) == (64 / 201, 32 / 99) and pad == (0.0, 16.0)
+    assert (out[16:48] == 0).all() and (out[:16] == 114).all() and (out[48:] == 114).all()
+
+
+def test_letterbox_resizes_without_antialiasing() -> None:
+    """cv2.INTER_LINEAR (Ultralytics' resize) samples two neighbours: a 4x downscale of columns
+    0,255,255,0,... samples the middle of each 255,255 pair and stays white, where an antialiased
+    filter (PIL's) would average the four columns to grey."""
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, 1::4] = stripes[:, 2::4] = 255
+    out, _, _ = letterbox(stripes, 16)
+    assert out.shape == (16, 16, 3) and (out == 255).all()
+
+
+def test_rect_canvases_follow_ultralytics_val_batches() -> None:
+    from evaluators.data.letterbox import rect_batch_shapes
+
+    # (h, w): two wide, one square, two tall images; batches of 2 after sorting by h/w
+    sizes = [(480, 640), (640, 480), (100, 100), (300, 600), (600, 300)]
+    order, canvases = rect_batch_shapes(sizes, 640, 2)
+    assert order == [3, 0, 2, 1, 4]  # h/w 0.5, 0.75, 1, 1.33, 2
+    # batch 1: wide (max h/w 0.75): 0.75 * 20 + 0.5 = 15.5 -> 16 strides high, 21 wide
+    # batch 2: square and tall (min 1, not > 1): square 672; batch 3: tall (min h/w 2): 21 x ceil(10.5)=11
+    assert canvases == [(512, 672), (512, 672), (672, 672), (672, 672), (672, 352)]
+    assert rect_batch_shapes([], 640, 2) == ([], [])
+
+
+def test_rect_dataset_sorts_by_aspect_and_letterboxes_onto_batch_canvas(tmp_path: Path) -> None:
+    wide = _image(tmp_path / "images" / "w.png", size=(200, 100))
+    tall = _image(tmp_path / "images" / "t.png", size=(100, 200))
+    for image in (wide, tall):
+        _labels(image, "0 0.5 0.5 0.5 0.5\n")
+    ds = DetectionDataset([tall, wide], imgsz=64, rect_batch=1)
+    assert [Path(f).name for f in ds.files] == ["w.png", "t.png"]
+    assert ds[0]["img"].shape == (3, 64, 96) and ds[1]["img"].shape == (3, 96, 64)  # 32 + 16 pad, 64 + 32
+    assert ds[0]["pad"] == (16.0, 16.0)
+    torch.testing.assert_close(ds[0]["boxes"], torch.tensor([[32.0, 24.0, 64.0, 40.0]]))
 
 
 def test_dataset_boxes_are_letterboxed_original_boxes(tmp_path: Path) -> None:
     image = _image(tmp_path / "images" / "a.png", size=(200, 100))
     _labels(image, "1 0.5 0.5 0.5 0.2\n0 0.1 0.9 0.2 0.2\n")
     item = DetectionDataset([image], imgsz=64, nc=2)[0]
-    assert item["orig_shape"] == (100, 200) and item["ratio"] == pytest.approx(0.32)
+    assert item["orig_shape"] == (100, 200) and item["ratio"] == pytest.approx((0.32, 0.32))
     assert item["pad"] == (0.0, 16.0)
     expected = torch.tensor([[50.0, 40.0, 150.0, 60.0], [0.0, 80.0, 40.0, 100.0]])
     torch.testing.assert_close(item["orig_boxes"], expected)

@@ -63,7 +63,7 @@ def test_labels_valid_boxes_inside_and_plausible(built: Path) -> None:
     counts, sides, classes = [], [], []
     for i in range(len(ds)):
         item = ds[i]
-        assert item["orig_shape"] == (160, 160) and item["ratio"] == 1.0
+        assert item["orig_shape"] == (160, 160) and item["ratio"] == (1.0, 1.0)
         boxes = item["orig_boxes"].numpy()
         counts.append(len(boxes))
         classes += item["cls"].tolist()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from evaluators.data.config import DataConfig, label_path_for, load_data_config
-from evaluators.data.dataset import DetectionDataset, collate_detections, letterbox
+from evaluators.data.dataset import DetectionDataset, collate_detections
+from evaluators.data.letterbox import letterbox
 from evaluators.data.digits_det import build_digits_det, default_digits_det
 
 __all__ = [

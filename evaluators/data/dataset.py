@@ -11,28 +11,10 @@ import torch
 from PIL import Image, ImageOps
 
 from evaluators.data.config import label_path_for
+from evaluators.data.letterbox import letterbox, rect_batch_shapes
 from spaces.errors import ArchpruneError
 
 COORD_TOLERANCE = 1e-3  # exporters round; anything further out is pixel units or garbage
-
-
-def letterbox(
-    img: np.ndarray, imgsz: int, color: int = 114
-) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Fit an HWC uint8 RGB image into ``imgsz x imgsz`` keeping its aspect ratio.
-
-    Returns ``(image, ratio, (pad_w, pad_h))``: a box maps as ``box * ratio + pad``.
-    """
-    h, w = img.shape[:2]
-    ratio = min(imgsz / h, imgsz / w)  # upscaling allowed, as at Ultralytics' val time
-    new_w = min(imgsz, max(1, round(w * ratio)))
-    new_h = min(imgsz, max(1, round(h * ratio)))
-    if (new_w, new_h) != (w, h):
-        img = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.BILINEAR))
-    pad_w, pad_h = (imgsz - new_w) // 2, (imgsz - new_h) // 2
-    out = np.full((imgsz, imgsz, 3), color, dtype=np.uint8)
-    out[pad_h : pad_h + new_h, pad_w : pad_w + new_w] = img
-    return out, ratio, (float(pad_w), float(pad_h))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -70,23 +52,36 @@ def parse_labels(path: Path, nc: int | None) -> tuple[np.ndarray, np.ndarray]:
     return cls.astype(np.int64), arr[:, 1:].astype(np.float32)
 
 
-def _check_image(path: Path) -> None:
+def _check_image(path: Path) -> tuple[int, int]:
+    """The image's upright (h, w); raises for a broken file."""
     with Image.open(path) as im:
         im.verify()  # header + checksums without a full decode: cheap enough for thousands
+    with Image.open(path) as im:  # verify() leaves the file unusable: the size needs a second open
+        w, h = im.size
+        if im.getexif().get(0x0112) in {5, 6, 7, 8}:  # EXIF orientations that swap the axes
+            w, h = h, w
+    return h, w
 
 
 class DetectionDataset(torch.utils.data.Dataset):
-    """Images with YOLO labels, letterboxed to ``imgsz``; bad items dropped with one warning."""
+    """Images with YOLO labels, letterboxed to ``imgsz``; bad items dropped with one warning.
 
-    def __init__(self, images: Sequence[Path], imgsz: int, nc: int | None = None) -> None:
+    ``rect_batch``: validation as Ultralytics does it. The items are sorted by aspect ratio and
+    each is letterboxed onto its batch's rectangular canvas (batches of ``rect_batch``, to be read
+    in order with that batch size); without it every item is an ``imgsz`` square, as in training.
+    """
+
+    def __init__(self, images: Sequence[Path], imgsz: int, nc: int | None = None,
+                 rect_batch: int | None = None) -> None:
         self.imgsz = imgsz
         self.files: list[Path] = []
         self.labels: list[tuple[np.ndarray, np.ndarray]] = []  # (cls (n,), cxcywh normalised (n,4))
+        sizes: list[tuple[int, int]] = []
         bad: list[tuple[Path, str]] = []
         for image in map(Path, images):
             label = label_path_for(image)
             try:
-                _check_image(image)
+                size = _check_image(image)
             except Exception as exc:  # PIL raises many types for broken files
                 bad.append((image, _reason(exc)))
                 continue
@@ -96,6 +91,12 @@ class DetectionDataset(torch.utils.data.Dataset):
                 bad.append((label, _reason(exc)))
                 continue
             self.files.append(image)
+            sizes.append(size)
+        self.canvases: list[tuple[int, int]] | None = None
+        if rect_batch:
+            order, self.canvases = rect_batch_shapes(sizes, imgsz, rect_batch)
+            self.files = [self.files[i] for i in order]
+            self.labels = [self.labels[i] for i in order]
         if bad and not self.files:
             raise ArchpruneError(
                 f"all {len(bad)} image(s) are unusable, first: {bad[0][0]} ({bad[0][1]})"
@@ -110,18 +111,19 @@ class DetectionDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def letterboxed(self, i: int) -> dict[str, Any]:
-        """Item ``i`` before tensor conversion: ``img`` HWC uint8, ``boxes`` (n, 4) letterboxed xyxy.
+        """Item ``i`` before tensor conversion: ``img`` HWC uint8, ``boxes`` (n, 4) letterboxed xyxy,
+        ``ratio`` the (x, y) gains and ``pad`` the (left, top) pixels of the letterbox.
 
         Training augmentations work on this form; ``__getitem__`` packs it as tensors.
         """
         path = self.files[i]
         rgb = read_rgb(path)
         h, w = rgb.shape[:2]
-        img, ratio, pad = letterbox(rgb, self.imgsz)
+        img, ratio, pad = letterbox(rgb, self.imgsz, self.canvases[i] if self.canvases else None)
         cls, cxcywh = self.labels[i]
         orig = _cxcywh_to_xyxy(cxcywh) * np.array([w, h, w, h], np.float32)
         orig = np.clip(orig, 0, [w, h, w, h]).astype(np.float32)  # slightly-out labels are common
-        boxes = orig * ratio + np.array([pad[0], pad[1], pad[0], pad[1]], np.float32)
+        boxes = orig * np.array([*ratio, *ratio], np.float32) + np.array([*pad, *pad], np.float32)
         return {"img": img, "cls": cls.copy(), "boxes": boxes.astype(np.float32), "orig_boxes": orig,
                 "path": str(path), "orig_shape": (h, w), "ratio": ratio, "pad": pad}
 
