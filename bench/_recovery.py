@@ -124,7 +124,29 @@ def held_out_map(model: nn.Module, recovery: Recovery, recalibrate: bool = False
         recalibrate_bn(model, calibration_images(load_data_config(recovery.data), recovery.imgsz))
     result = evaluate_detector(model, recovery.data, imgsz=recovery.imgsz, split="val",
                                first_image=recovery.held_out_first, max_images=recovery.held_out_images)
-    return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]), "images": int(result["images"])}
+    return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]), "images": int(result["images"]),
+            "eval": result["convention"]}
+
+
+# -- which evaluation a stored result was scored under ---------------------------------------------
+LEGACY_EVAL = "single-label NMS, square letterbox"  # every result written before the convention was recorded
+
+
+def eval_convention() -> str:
+    from evaluators.detection_eval import evaluation_convention
+
+    return evaluation_convention()
+
+
+def is_current(result: dict[str, Any] | None) -> bool:
+    """A stored score of the evaluation now in force; anything else is re-scored on the next run (a
+    recovery's last.pt is kept, so a truth is re-scored in seconds, never trained again)."""
+    return result is not None and result.get("eval", LEGACY_EVAL) == eval_convention()
+
+
+def read_current(path: Path) -> dict[str, Any] | None:
+    result = read_json(path)
+    return result if is_current(result) else None
 
 
 # -- resumable steps ---------------------------------------------------------------------------

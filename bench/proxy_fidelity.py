@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 
 from _recovery import (BASE, PROXY_IMAGES, Progress, Recovery, add_recovery_args, calibrated_stats,
-                       channel_space, check_bases, check_settings, held_out_map, interleaved, md_table, num,
-                       parse_mapping, rank_stats, read_json, recover, recovery_from_args, run_search,
-                       training_seconds, with_ci, write_json)
+                       channel_space, check_bases, check_settings, epochs_done, eval_convention, held_out_map,
+                       interleaved, md_table, num, parse_mapping, rank_stats, read_current, read_json, recover,
+                       recovery_from_args, run_search, training_seconds, with_ci, write_json)
 
 PROXIES = ("no-recal", "adaptive-bn", "finetune")  # cheapest first: partial tables come early
 BASE_ORDER = ("plain", "sparse", "elastic")
@@ -159,7 +159,7 @@ def score_proxies(bases: dict[str, str], chosen: dict[str, Any], spaces: BaseSpa
         for base in bases:
             for genome in chosen["genomes"]:
                 path = out / base / genome["id"] / f"{proxy}.json"
-                if path.exists():
+                if read_current(path):
                     continue
                 evaluator = evaluator or makers[proxy]()
                 t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def score_proxies(bases: dict[str, str], chosen: dict[str, Any], spaces: BaseSpa
                 scores = evaluator.evaluate(Candidate(model=model, imgsz=recovery.imgsz))
                 seconds = time.perf_counter() - t1
                 write_json(path, {"map50_95": scores["map50_95"], "map50": scores["map50"], "seconds": seconds,
-                                  "build_s": t1 - t0, "val_images": PROXY_IMAGES})
+                                  "build_s": t1 - t0, "val_images": PROXY_IMAGES, "eval": eval_convention()})
                 progress.finish(proxy, f"{base} {genome['id']} ({genome['flops_ratio']:.0%} FLOPs)", seconds,
                                 f"mAP50-95 {scores['map50_95']:.4f}")
 
@@ -182,14 +182,15 @@ def score_truths(bases: dict[str, str], chosen: dict[str, Any], spaces: BaseSpac
         for i in interleaved(len(genomes)):
             genome = genomes[i]
             folder = out / base / genome["id"]
-            if (folder / "truth.json").exists():
+            if read_current(folder / "truth.json"):
                 continue
             t0 = time.perf_counter()
-            pruned = folder / "pruned.pt"
-            if not pruned.exists():
-                save_checkpoint(spaces.build(base, genome, recovery.imgsz), pruned,
-                                meta={"base": base, "source": bases[base], "genome": genome["id"]})
-            last = recover(pruned, folder / "recovery", recovery, log=lambda line: print("  " + line, flush=True))
+            pruned, last = folder / "pruned.pt", folder / "recovery" / "last.pt"
+            if epochs_done(folder / "recovery") < recovery.epochs:  # else: a truth of an older evaluation, re-scored
+                if not pruned.exists():
+                    save_checkpoint(spaces.build(base, genome, recovery.imgsz), pruned,
+                                    meta={"base": base, "source": bases[base], "genome": genome["id"]})
+                recover(pruned, folder / "recovery", recovery, log=lambda line: print("  " + line, flush=True))
             truth = held_out_map(load_model(last), recovery)
             write_json(folder / "truth.json", {**truth, "recovery_s": training_seconds(folder / "recovery"),
                                                "epochs": recovery.epochs})
@@ -203,7 +204,7 @@ def score_bases(bases: dict[str, str], recovery: Recovery, out: Path) -> None:
 
     for base, source in bases.items():
         path = out / base / "base.json"
-        if not path.exists():
+        if not read_current(path):
             write_json(path, {"source": source, **held_out_map(load_model(source), recovery)})
 
 
@@ -218,7 +219,7 @@ def collect(out: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[s
     for base in order:
         results[base] = {}
         for genome in chosen["genomes"]:
-            found = {what: read_json(out / base / genome["id"] / f"{what}.json") for what in (*PROXIES, "truth")}
+            found = {what: read_current(out / base / genome["id"] / f"{what}.json") for what in (*PROXIES, "truth")}
             results[base][genome["id"]] = {k: v for k, v in found.items() if v is not None}
     return chosen, {b: bases[b] for b in order}, results
 
@@ -230,11 +231,12 @@ def report(out: Path, k: int, repeats: int, resamples: int) -> str:
     lines = [f"Genomes: {len(genomes)} from `{chosen['run']}` (FLOPs {min(g['flops_ratio'] for g in genomes.values()):.0%}"
              f"–{max(g['flops_ratio'] for g in genomes.values()):.0%} of {chosen['base_flops_g']:.3f} GFLOPs). "
              f"Truth: mAP50-95 of last.pt after {settings.get('epochs')} recovery epoch(s), val images "
-             f"{settings.get('held_out_first')}+; proxies: val images 0..{PROXY_IMAGES - 1}.", ""]
+             f"{settings.get('held_out_first')}+; proxies: val images 0..{PROXY_IMAGES - 1}. Evaluation: "
+             f"{eval_convention()} (scores of another evaluation are left out until a run re-scores them).", ""]
 
     header = ["genome", "FLOPs %", "params M", "source", "no-recal", "adaptive-bn", "finetune", "truth (recovered)"]
     for base, per in results.items():
-        base_ref = read_json(out / base / "base.json") or {}
+        base_ref = read_current(out / base / "base.json") or {}
         lines += [f"**{base}** (`{bases[base]}`; unpruned, not fine-tuned: {num(base_ref.get('map50_95'), 4)} on the truth's images)", ""]
         rows = []
         for gid, got in per.items():
@@ -330,7 +332,7 @@ def main() -> None:
     spaces = BaseSpaces(bases, chosen["space"])
     score_bases(bases, recovery, out)
     def missing(what: str) -> int:  # counted up front, so the first ETA of a resumed run is right
-        return sum(not (out / b / g["id"] / f"{what}.json").exists() for b in bases for g in chosen["genomes"])
+        return sum(not read_current(out / b / g["id"] / f"{what}.json") for b in bases for g in chosen["genomes"])
 
     steps = args.finetune_steps or 200
     progress = Progress({**{p: missing(p) for p in PROXIES}, "truth": missing("truth") if args.stage == "all" else 0},

@@ -43,8 +43,9 @@ from typing import Any
 from torch import nn
 
 from _recovery import (BASE, Progress, Recovery, add_recovery_args, archprune, base_training_epochs, check_bases,
-                       check_settings, epochs_done, held_out_map, md_table, num, parse_mapping, read_json,
-                       recover, recovery_from_args, run_search, training_seconds, write_json)
+                       check_settings, epochs_done, eval_convention, held_out_map, is_current, md_table, num,
+                       parse_mapping, read_current, read_json, recover, recovery_from_args, run_search,
+                       training_seconds, write_json)
 
 BASE_ORDER = ("plain", "sparse", "elastic")
 
@@ -64,6 +65,19 @@ def describe(model: nn.Module, recovery: Recovery, how: str, **extra: Any) -> di
 
     return {"how": how, **count_flops_params(model, recovery.imgsz), **extra,
             "before": held_out_map(model, recovery), "before_abn": held_out_map(model, recovery, recalibrate=True)}
+
+
+def rescore_model(row: Path, recovery: Recovery) -> None:
+    """A stored model's before-recovery scores again when they were taken under an older evaluation
+    (the model itself, e.g. a search's pick, stays what it was)."""
+    from spaces.models import load_model
+
+    info = read_json(row / "model.json")
+    if is_current(info["before"]) and is_current(info["before_abn"]):
+        return
+    model = load_model(info["checkpoint"])
+    write_json(row / "model.json", {**info, "before": held_out_map(model, recovery),
+                                    "before_abn": held_out_map(model, recovery, recalibrate=True)})
 
 
 # -- the models ----------------------------------------------------------------------------------
@@ -194,6 +208,8 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=5)
     parser.add_argument("--remeasure-latency", action="store_true",
                         help="measure latency again (e.g. on a quieter machine); otherwise it is measured once per set of rows")
+    parser.add_argument("--only", default="", help="ROW,...: run only these rows (e.g. iterative-plain); "
+                        "the rest wait for a later run")
     parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
     add_recovery_args(parser)
     args = parser.parse_args()
@@ -215,6 +231,12 @@ def main() -> None:
     given = parse_mapping(args.base_epochs, "--base-epochs")
     rows = rows_for(bases, [b for b in args.baseline_bases.split(",") if b in bases],
                     [b for b in args.iterative_bases.split(",") if b in bases])
+    if args.only:
+        wanted = {r.strip() for r in args.only.split(",") if r.strip()}
+        unknown = wanted - {name for name, _, _ in rows}
+        if unknown:
+            raise SystemExit(f"--only: no row named {', '.join(sorted(unknown))}; rows: {', '.join(n for n, _, _ in rows)}")
+        rows = [r for r in rows if r[0] in wanted]
     start = time.perf_counter()
     run_all(out, bases, given, budgets, rows, recovery, args)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min\n", flush=True)
@@ -228,7 +250,10 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
 
     for base, source in bases.items():  # the reference rows
         path = out / "bases" / f"{base}.json"
-        if not path.exists():
+        stored = read_json(path)
+        if stored is not None and not is_current(stored["map"]):  # scored under an older evaluation
+            write_json(path, {**stored, "map": held_out_map(load_model(source), recovery)})
+        elif stored is None:
             model = load_model(source)
             epochs, where = base_training_epochs(source, given.get(base))
             write_json(path, {"source": source, **count_flops_params(model, recovery.imgsz),
@@ -239,9 +264,9 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
             (budget_dir(out, ratio) / "latency.json").unlink(missing_ok=True)
     one_shot = [r for r in rows if r[1] != "iterative"]
     iterative = [r for r in rows if r[1] == "iterative"]
-    n = len(budgets)
-    progress = Progress({"prune": n * (len(one_shot) - len(bases) + args.steps * len(iterative)),
-                         "search": n * len(bases), "recovery": n * len(one_shot),
+    n, searched = len(budgets), sum(kind == "searched" for _, kind, _ in one_shot)
+    progress = Progress({"prune": n * (len(one_shot) - searched + args.steps * len(iterative)),
+                         "search": n * searched, "recovery": n * len(one_shot),
                          "recovery-step": n * args.steps * len(iterative), "final": n * len(iterative)},
                         {"prune": 30, "search": 5.0 * args.trials, "recovery": 75.0 * recovery.epochs,
                          "recovery-step": 75.0 * recovery.epochs / args.steps, "final": 20})
@@ -254,6 +279,7 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
                 row = budget / name
                 what = "search" if kind == "searched" else "prune"
                 if (row / "model.json").exists():
+                    rescore_model(row, recovery)
                     progress.skip(what)
                     continue
                 t0 = time.perf_counter()
@@ -275,13 +301,13 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
         budget = budget_dir(out, ratio)
         for name, _, _ in one_shot:
             row = budget / name
-            if (row / "after.json").exists():
+            if read_current(row / "after.json"):
                 progress.skip("recovery")
                 continue
             t0 = time.perf_counter()
-            info = read_json(row / "model.json")
-            last = recover(Path(info["checkpoint"]), row / "recovery", recovery,
-                           log=lambda line: print("  " + line, flush=True))
+            info, last = read_json(row / "model.json"), row / "recovery" / "last.pt"
+            if epochs_done(row / "recovery") < recovery.epochs:  # else: recovered already, scored under an older evaluation
+                recover(Path(info["checkpoint"]), row / "recovery", recovery, log=lambda line: print("  " + line, flush=True))
             after = held_out_map(load_model(last), recovery)
             write_json(row / "after.json", {**after, "recovery_s": training_seconds(row / "recovery")})
             progress.finish("recovery", f"{budget.name} {name}", time.perf_counter() - t0,
@@ -290,7 +316,7 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
         budget = budget_dir(out, ratio)
         for name, _, base in iterative:
             row = budget / name
-            if (row / "after.json").exists():
+            if read_current(row / "after.json"):
                 for kind in ("final", *("prune", "recovery-step") * args.steps):
                     progress.skip(kind)
                 continue
@@ -310,6 +336,10 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
 
 
 # -- the report ------------------------------------------------------------------------------------
+def current_map(result: dict[str, Any]) -> str:
+    return num(result["map50_95"], 4) if is_current(result) else "…"
+
+
 def report(out: Path) -> str:
     settings = read_json(out / "settings.json")
     if settings is None:
@@ -322,7 +352,8 @@ def report(out: Path) -> str:
     lines = [f"Recovery: {settings['epochs']} epochs, distillation from `{settings['teacher']}` (kd {settings['kd_weight']}), "
              f"AdamW lr {settings['lr0']}, seed {settings['seed']}; mAP50-95 on val images {settings['held_out_first']}+ "
              f"(the search's proxy scores 0..199). Iterative: {settings['steps']} steps, {settings['epochs'] // settings['steps']} "
-             f"epoch(s) after each. Searched picks: {settings['trials']} trials, proxy {settings['proxy']}.", ""]
+             f"epoch(s) after each. Searched picks: {settings['trials']} trials, proxy {settings['proxy']}. "
+             f"Evaluation: {eval_convention()} (a score of another evaluation shows as … until a run re-scores it).", ""]
     headers = ["model", "how", "GFLOPs (% base)", "params M", "latency ms (× base)", "mAP50-95 as pruned",
                "after adaptive BN", "after recovery", "vs best baseline", "vs plain base", "extra base epochs"]
     for budget in sorted((p for p in out.iterdir() if p.is_dir() and p.name.endswith("pct")),
@@ -333,9 +364,10 @@ def report(out: Path) -> str:
             ref = bases[b]
             lat = f"{latency['base_ms']:.2f} (1.00)" if b == "plain" and "base_ms" in latency else "—"
             table.append([f"base {b} (unpruned)", f"`{ref['source']}`", f"{ref['flops_g']:.3f} (100%)",
-                          f"{ref['params_m']:.3f}", lat, num(ref["map"]["map50_95"], 4), "—", "—", "—",
-                          f"{ref['map']['map50_95'] - plain['map']['map50_95']:+.4f}", num(ref["extra_epochs"])])
-        rows = {p.name: (read_json(p / "model.json"), read_json(p / "after.json"))
+                          f"{ref['params_m']:.3f}", lat, current_map(ref["map"]), "—", "—", "—",
+                          f"{ref['map']['map50_95'] - plain['map']['map50_95']:+.4f}"
+                          if is_current(ref["map"]) and is_current(plain["map"]) else "…", num(ref["extra_epochs"])])
+        rows = {p.name: (read_json(p / "model.json"), read_current(p / "after.json"))
                 for p in sorted(budget.iterdir()) if p.is_dir() and (p / "model.json").exists()}
         after = {name: a["map50_95"] for name, (_, a) in rows.items() if a is not None}
         baselines = {n: v for n, v in after.items() if not n.startswith("searched-")}
@@ -349,8 +381,8 @@ def report(out: Path) -> str:
                       else "—")
             epochs = bases[info["base"]]["extra_epochs"] if not name.startswith("iterative-") else 0
             table.append([name, info["how"], f"{info['flops_g']:.3f} ({info['flops_g'] / plain['flops_g']:.1%})",
-                          f"{info['params_m']:.3f}", lat, num(info["before"]["map50_95"], 4),
-                          num(info["before_abn"]["map50_95"], 4), num(a["map50_95"], 4) if a else "…", margin,
+                          f"{info['params_m']:.3f}", lat, current_map(info["before"]),
+                          current_map(info["before_abn"]), num(a["map50_95"], 4) if a else "…", margin,
                           f"{a['map50_95'] - plain['map']['map50_95']:+.4f}" if a else "…", num(epochs)])
         lines += [f"**{budget.name[:-3]}% of the base's FLOPs** (≤ {plain['flops_g'] * int(budget.name[:-3]) / 100:.4f} "
                   f"GFLOPs; {len(after)} of {len(rows)} models recovered; latency: onnxruntime, "
