@@ -9,6 +9,7 @@ is bit-identical. Two label rules, as there: single-label keeps each anchor's be
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,27 +48,33 @@ def _greedy_nms(boxes: Tensor, scores: Tensor, iou_thres: float, max_det: int) -
     """Greedy NMS; returns kept row indices in descending score order.
 
     Same arithmetic as Ultralytics' ``TorchNMS.nms``; stops once ``max_det`` boxes are kept,
-    which gives the same first ``max_det`` indices since greedy keeps are final.
+    which gives the same first ``max_det`` indices since greedy keeps are final. The loop runs in
+    numpy float32 (the same IEEE operations as torch's, so the same result): one step per kept box,
+    and a numpy step costs a fraction of a torch one (multi-label NMS keeps up to ``max_det`` boxes
+    per image, so this loop is a large part of an evaluation).
     """
     if boxes.numel() == 0 or max_det <= 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    x1, y1, x2, y2 = boxes.unbind(1)
+    b = boxes.detach().cpu().numpy().astype(np.float32, copy=False)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     areas = (x2 - x1) * (y2 - y1)
-    order = scores.argsort(0, descending=True)
-    keep: list[Tensor] = []
-    while order.numel() > 0 and len(keep) < max_det:
+    order = scores.argsort(0, descending=True).cpu().numpy()
+    keep: list[int] = []
+    thres = np.float32(iou_thres)
+    while order.size > 0 and len(keep) < max_det:
         i = order[0]
-        keep.append(i)
+        keep.append(int(i))
         rest = order[1:]
-        if rest.numel() == 0:
+        if rest.size == 0:
             break
-        w = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest])).clamp_(min=0)
-        h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp_(min=0)
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), np.float32(0))
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = inter / (areas[i] + areas[rest] - inter)
         # NaN IoU (0/0 for degenerate boxes) compares False, i.e. suppressed, as in the reference.
-        order = rest[iou <= iou_thres]
-    return torch.stack(keep).to(torch.int64)
+        order = rest[iou <= thres]
+    return torch.tensor(keep, dtype=torch.int64, device=boxes.device)
 
 
 def _check_args(pred: Tensor, conf_thres: float, iou_thres: float, max_det: int) -> None:
