@@ -38,7 +38,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         description="yolov8n-digits after elastic-width training over its own channel space: every genome "
                     "is a trained sub-network (channel order recorded); fp16",
         reproduce="archprune finetune --model yolov8n-digits --teacher yolov8n-digits --data digits-det "
-                  "--epochs 10 --elastic --elastic-samples 2 --elastic-weight 1 --importance l1 --seed 0 "
+                  "--epochs 10 --elastic --elastic-samples 2 --elastic-weight 0.5 --importance l1 --seed 0 "
                   "--out results/yolov8n-digits-elastic",
     ),
 }
