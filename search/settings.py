@@ -154,6 +154,8 @@ class RunSettings:
             raise ArchpruneError("give --trials N or --time-budget (for example 8h): a search needs a stopping rule")
         if self.run is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.run):
             raise ArchpruneError(f"run name {self.run!r}: use letters, digits, '.', '_' and '-' only")
+        if self.run is not None and set(self.run) == {"."}:  # '.' and '..' would write into or above results/
+            raise ArchpruneError(f"run name {self.run!r} names a folder, not a run: give a name with a letter or digit")
         return self
 
     # -- names and places ------------------------------------------------------------------
