@@ -1,7 +1,7 @@
 """Post-processing of raw YOLOv8/YOLO11 eval outputs: class-aware NMS and letterbox undo.
 
 The NMS reproduces Ultralytics 8.4 ``non_max_suppression`` (class offset trick, greedy NMS
-keeping IoU <= threshold) in pure torch, because torchvision is not a dependency. Every float
+keeping IoU <= threshold) in torch and numpy, because torchvision is not a dependency. Every float
 op mirrors the reference so that float32 rounding, which matters at the ``cls * 7680`` offset,
 is bit-identical. Two label rules, as there: single-label keeps each anchor's best class only
 (``predict``'s and deployment's rule), multi-label keeps every class whose score passes

@@ -52,11 +52,15 @@ def parse_labels(path: Path, nc: int | None) -> tuple[np.ndarray, np.ndarray]:
     return cls.astype(np.int64), arr[:, 1:].astype(np.float32)
 
 
-def _check_image(path: Path) -> tuple[int, int]:
-    """The image's upright (h, w); raises for a broken file."""
+def _check_image(path: Path) -> None:
     with Image.open(path) as im:
         im.verify()  # header + checksums without a full decode: cheap enough for thousands
-    with Image.open(path) as im:  # verify() leaves the file unusable: the size needs a second open
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """The image's (h, w) once EXIF orientation is applied, from its header (verify() leaves a file
+    unusable, so this is a second open; only rect batching needs it)."""
+    with Image.open(path) as im:
         w, h = im.size
         if im.getexif().get(0x0112) in {5, 6, 7, 8}:  # EXIF orientations that swap the axes
             w, h = h, w
@@ -76,12 +80,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.imgsz = imgsz
         self.files: list[Path] = []
         self.labels: list[tuple[np.ndarray, np.ndarray]] = []  # (cls (n,), cxcywh normalised (n,4))
-        sizes: list[tuple[int, int]] = []
         bad: list[tuple[Path, str]] = []
         for image in map(Path, images):
             label = label_path_for(image)
             try:
-                size = _check_image(image)
+                _check_image(image)
             except Exception as exc:  # PIL raises many types for broken files
                 bad.append((image, _reason(exc)))
                 continue
@@ -91,10 +94,9 @@ class DetectionDataset(torch.utils.data.Dataset):
                 bad.append((label, _reason(exc)))
                 continue
             self.files.append(image)
-            sizes.append(size)
         self.canvases: list[tuple[int, int]] | None = None
         if rect_batch:
-            order, self.canvases = rect_batch_shapes(sizes, imgsz, rect_batch)
+            order, self.canvases = rect_batch_shapes([_upright_size(f) for f in self.files], imgsz, rect_batch)
             self.files = [self.files[i] for i in order]
             self.labels = [self.labels[i] for i in order]
         if bad and not self.files:
