@@ -18,8 +18,8 @@ from search.runner import search
 from tests.search_toys import KillOnceEvaluator, QualityEvaluator, SizeEvaluator, ToySpace
 
 OBJECTIVES = [Objective("size", "min"), Objective("quality", "max")]
-POSTGRES = os.environ.get("ARCHPRUNE_TEST_POSTGRES",
-                          "postgresql+psycopg2://archprune:archprune@127.0.0.1:5432/archprune_test")
+# the README's URL form: a plain postgresql:// URL (SQLAlchemy 2.1 maps it to psycopg 3)
+POSTGRES = os.environ.get("ARCHPRUNE_TEST_POSTGRES", "postgresql://archprune:archprune@127.0.0.1:5432/archprune_test")
 ROOT = Path(__file__).resolve().parents[1]
 
 
