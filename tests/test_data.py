@@ -168,8 +168,11 @@ def test_label_path_for_uses_last_images_folder() -> None:
 
 
 def test_missing_label_file_means_no_objects(tiny: Path) -> None:
-    ds = DetectionDataset([tiny / "images" / "val" / "1.png"], imgsz=32)
-    item = ds[0]
+    val = tiny / "images" / "val"
+    with pytest.warns(UserWarning, match=r"^1 of 2 image\(s\) have no label file \(read as background\)"):
+        ds = DetectionDataset([val / "0.png", val / "1.png"], imgsz=32)
+    item = ds[1]
+    assert Path(item["path"]).name == "1.png"
     assert item["cls"].shape == (0,) and item["cls"].dtype == torch.int64
     assert item["boxes"].shape == (0, 4) and item["orig_boxes"].shape == (0, 4)
     assert item["img"].shape == (3, 32, 32) and item["img"].dtype == torch.float32
@@ -189,9 +192,10 @@ def test_corrupt_items_skipped_with_one_counting_warning(tiny: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = DetectionDataset(files, imgsz=32, nc=2)
-    assert len(caught) == 1
+    assert len(caught) == 2  # the corrupt items, then the unlabeled (background) 1.png
     message = str(caught[0].message)
     assert message.startswith("skipped 4 corrupt image(s)/label(s), first: ")
+    assert str(caught[1].message).startswith("1 of 2 image(s) have no label file")
     assert "badlabel.txt" in message  # sorted: badlabel.png comes first, its label is what is bad
     assert sorted(Path(p).name for p in ds.files) == ["0.png", "1.png"]
 
@@ -272,6 +276,7 @@ def test_dataset_boxes_are_letterboxed_original_boxes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
 def test_non_rgb_images_become_rgb(tmp_path: Path, mode: str) -> None:
     image = _image(tmp_path / "images" / f"{mode}.png", mode=mode)
+    _labels(image, "0 0.5 0.5 0.5 0.5\n")
     item = DetectionDataset([image], imgsz=40)[0]
     assert item["img"].shape == (3, 40, 40)
 

@@ -19,7 +19,7 @@ DIGITS_DET = "digits-det"  # spec naming the embedded default dataset
 @dataclass(frozen=True)
 class DataConfig:
     yaml_path: Path
-    root: Path  # resolved dataset root
+    root: Path  # absolute dataset root (symlinks kept: labels sit beside the path as given)
     names: list[str]  # class names, index = class id
     splits: dict[str, list[Path]]  # split name -> sorted image files
     # Where each split's images were looked for, so an empty split can say where.
@@ -52,6 +52,12 @@ def label_path_for(image: Path) -> Path:
             parts[i] = "labels"
             break
     return Path(*parts).with_suffix(".txt")
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute without following symlinks: a linked ``images/val`` keeps its
+    labels beside the link, not beside the link's target."""
+    return Path(os.path.abspath(path))
 
 
 def load_data_config(spec: str | os.PathLike[str]) -> DataConfig:
@@ -102,8 +108,8 @@ def _resolve_root(path_value: Any, yaml_path: Path) -> Path:
         return here
     root = Path(str(path_value)).expanduser()
     if root.is_absolute():
-        return root.resolve()
-    root = (here / root).resolve()
+        return _absolute(root)
+    root = _absolute(here / root)
     # Downloaded Ultralytics yamls say `path: ../datasets/NAME`; when that is not there the
     # data almost always sits beside the yaml, which is what users expect us to find.
     return root if root.exists() else here
@@ -146,7 +152,7 @@ def _split_sources(key: str, value: Any, root: Path, yaml_path: Path) -> list[Pa
                 f"split '{key}' in {yaml_path} must be a folder, a .txt list or a list of those"
             )
         path = Path(item).expanduser()
-        path = (path if path.is_absolute() else root / path).resolve()
+        path = _absolute(path if path.is_absolute() else root / path)
         if not path.exists():
             raise ArchpruneError(f"split '{key}' of {yaml_path}: {path} does not exist")
         sources.append(path)
@@ -176,5 +182,5 @@ def _read_image_list(list_file: Path, root: Path) -> list[Path]:
             continue
         path = Path(line).expanduser()
         # Listed files that are missing are kept: the dataset reports them as unreadable.
-        files.append(path if path.is_absolute() else (root / path).resolve())
+        files.append(_absolute(path if path.is_absolute() else root / path))
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]

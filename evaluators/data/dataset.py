@@ -70,6 +70,9 @@ def _upright_size(path: Path) -> tuple[int, int]:
 class DetectionDataset(torch.utils.data.Dataset):
     """Images with YOLO labels, letterboxed to ``imgsz``; bad items dropped with one warning.
 
+    An image without a label file is background (one counting warning); when none has one, the
+    labels are not where ``label_path_for`` looks and that is an error.
+
     ``rect_batch``: validation as Ultralytics does it. The items are sorted by aspect ratio and
     each is letterboxed onto its batch's rectangular canvas (batches of ``rect_batch``, to be read
     in order with that batch size); without it every item is an ``imgsz`` square, as in training.
@@ -81,6 +84,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.files: list[Path] = []
         self.labels: list[tuple[np.ndarray, np.ndarray]] = []  # (cls (n,), cxcywh normalised (n,4))
         bad: list[tuple[Path, str]] = []
+        unlabeled: list[Path] = []  # usable images without a label file: background, or a wrong layout
         for image in map(Path, images):
             label = label_path_for(image)
             try:
@@ -94,6 +98,8 @@ class DetectionDataset(torch.utils.data.Dataset):
                 bad.append((label, _reason(exc)))
                 continue
             self.files.append(image)
+            if not label.exists():
+                unlabeled.append(image)
         self.canvases: list[tuple[int, int]] | None = None
         if rect_batch:
             order, self.canvases = rect_batch_shapes([_upright_size(f) for f in self.files], imgsz, rect_batch)
@@ -108,6 +114,7 @@ class DetectionDataset(torch.utils.data.Dataset):
                 f"skipped {len(bad)} corrupt image(s)/label(s), first: {bad[0][0]} ({bad[0][1]})",
                 stacklevel=2,
             )
+        _check_unlabeled(unlabeled, len(self.files))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -160,6 +167,25 @@ def collate_detections(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio": [b["ratio"] for b in batch],
         "pad": [b["pad"] for b in batch],
     }
+
+
+def _check_unlabeled(unlabeled: list[Path], usable: int) -> None:
+    """Some images without labels are background (legal, as in COCO); all of them is a layout the
+    label rule does not fit, which would otherwise score as a silent mAP of 0."""
+    if not unlabeled:
+        return
+    if len(unlabeled) < usable:
+        warnings.warn(f"{len(unlabeled)} of {usable} image(s) have no label file (read as background), "
+                      f"first: {label_path_for(unlabeled[0])}", stacklevel=3)
+        return
+    folders = sorted({str(label_path_for(p).parent) for p in unlabeled})
+    where = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
+    if all("images" in p.parts[:-1] for p in unlabeled):
+        fix = "put one YOLO .txt per image there (images/val/a.jpg -> labels/val/a.txt)"
+    else:
+        fix = ("labels are found by replacing the last 'images' folder of an image's path with 'labels', "
+               "so put the images under .../images/... and their labels under .../labels/...")
+    raise ArchpruneError(f"none of the {usable} image(s) has a label file (looked in {where}); {fix}")
 
 
 def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
