@@ -62,6 +62,14 @@ def _channel_order(value: Any) -> dict[str, list[int]] | None:
     return {str(k): [int(i) for i in v] for k, v in value.items()}
 
 
+def reject_non_finite(state: dict[str, Any], path: Path) -> None:
+    """A NaN or inf weight is damage (a bad write, a diverged run): fail at load, not as a NaN mAP."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise ArchpruneError(f"checkpoint {path} is corrupt: {name} has non-finite values; "
+                                 "re-export or re-download it")
+
+
 def detector_from_checkpoint(obj: dict[str, Any], path: Path) -> YOLODetector:
     """Rebuild the model stored in an archprune checkpoint already read with weights_only=True."""
     if obj.get("version", 0) > VERSION:
@@ -76,4 +84,5 @@ def detector_from_checkpoint(obj: dict[str, Any], path: Path) -> YOLODetector:
     except (KeyError, RuntimeError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchpruneError(f"{path}: damaged archprune checkpoint ({first})") from None
+    reject_non_finite(model.state_dict(), path)
     return model.eval()

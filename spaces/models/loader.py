@@ -37,11 +37,24 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
+def _check_crcs(path: Path) -> None:
+    """torch.load does not check the zip's CRCs: overwritten bytes would load as wrong weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as err:  # zipfile reports a cut archive as BadZipFile/EOFError/OSError/...
+        raise ArchpruneError(f"{path}: cannot read checkpoint (truncated or corrupt: {_first_line(err)})") from None
+    if damaged is not None:
+        raise ArchpruneError(f"checkpoint {path} is corrupt: {damaged} fails its CRC check; "
+                             "re-export or re-download it")
+
+
 def _load_file(path: Path, nc: int | None) -> YOLODetector:
     if path.is_dir():
-        raise ArchpruneError(f"{path}: is a folder, not a checkpoint file")
+        raise ArchpruneError(f"{path} is a folder; pass the checkpoint (.pt) inside it")
     if not zipfile.is_zipfile(path):
         raise ArchpruneError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated or corrupt?)")
+    _check_crcs(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

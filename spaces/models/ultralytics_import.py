@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ArchpruneError
+from .checkpoint import reject_non_finite
 from .yolo import YOLODetector, check_spec
 
 # Real objects a checkpoint may reference. Anything else outside Ultralytics' nn namespace is refused.
@@ -151,6 +152,8 @@ def ultralytics_to_detector(ckpt: Any, path: Path) -> YOLODetector:
     spec = {k: v for k, v in spec.items() if k in ("scales", "scale", "backbone", "head",
                                                    "depth_multiple", "width_multiple", "max_channels")}
     model = YOLODetector(spec, nc=nc, names=_names_list(getattr(source, "names", None), nc))
-    model.load_state_dict(_split_state_dict(source.state_dict(), model, path))
+    state = source.state_dict()
+    reject_non_finite(state, path)
+    model.load_state_dict(_split_state_dict(state, model, path))
     model.imgsz = _trained_imgsz(ckpt, source)
     return model.float().eval()
