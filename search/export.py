@@ -97,6 +97,8 @@ def _recalibrated(pruned: Any, data: Any, imgsz: int, settings: Any, path: Path,
 
 
 def read_prune_config(path: Path) -> dict[str, Any]:
+    if Path(path).is_dir():
+        raise ArchpruneError(f"config {path} is a folder; pass the config.json inside it")
     if not Path(path).is_file():
         raise ArchpruneError(f"config {path} does not exist")
     try:
@@ -123,7 +125,49 @@ def apply_config(config_path: Path, weights: str, out: Path, verify: bool = True
         raise ArchpruneError(f"{weights} is not the base model {config_path} was searched on (weights fingerprint "
                              f"{digest[:12]}, config expects {config['base']['sha256'][:12]} from "
                              f"{config['base']['model']}); pass those weights, or --no-verify to apply anyway")
-    pruned = prune_kept_channels(base, {k: list(v) for k, v in config["kept_indices"].items()})
+    pruned = prune_kept_channels(base, _kept_indices(config, config_path, base))
     meta = {"pruned_from": config["base"]["model"], "run": config.get("run"), "trial": config.get("trial"),
             "imgsz": config.get("imgsz")}
     return save_checkpoint(pruned, out, meta=meta)
+
+
+def _kept_indices(config: dict[str, Any], config_path: Path, base: Any) -> dict[str, list[int]]:
+    """The config's kept channels per group, each index checked against ``base``: pruning takes the
+    set of them, so a repeated index would silently build another model than the one exported."""
+    kept = config.get("kept_indices")
+    if not isinstance(kept, dict):
+        raise ArchpruneError(f"config {config_path}: 'kept_indices' must map group names to channel lists; "
+                             "re-export it with `archprune export`")
+    return {group: _group_indices(config_path, group, indices, _group_width(config_path, group, base))
+            for group, indices in kept.items()}
+
+
+def _group_width(config_path: Path, group: str, base: Any) -> int:
+    try:
+        layer = base.get_submodule(group)
+    except AttributeError:
+        raise ArchpruneError(f"config {config_path}: group {group!r} is not a layer of the base model; "
+                             "pass the weights the config was exported from") from None
+    width = getattr(layer, "out_channels", None) or getattr(layer, "out_features", None)
+    if not isinstance(width, int):
+        raise ArchpruneError(f"config {config_path}: group {group!r} is not a convolution or linear layer "
+                             "of the base model; pass the weights the config was exported from")
+    return width
+
+
+def _group_indices(config_path: Path, group: str, indices: Any, width: int) -> list[int]:
+    where = f"config {config_path}: group {group!r}"
+    if not isinstance(indices, list) or not indices:
+        raise ArchpruneError(f"{where} must list at least one kept channel index; re-export the config")
+    seen: set[int] = set()
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ArchpruneError(f"{where} has index {index!r}, not a whole number; "
+                                 f"kept indices are channel numbers 0..{width - 1}")
+        if not 0 <= index < width:
+            raise ArchpruneError(f"{where} has index {index}, outside 0..{width - 1}; re-export the config")
+        if index in seen:
+            raise ArchpruneError(f"{where} repeats index {index}; each kept channel may appear once "
+                                 "(re-export the config)")
+        seen.add(index)
+    return list(indices)

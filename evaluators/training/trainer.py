@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.detection_eval import check_classes, check_imgsz, evaluate_detector, model_for_data
+from evaluators.detection_eval import check_imgsz, evaluate_detector, model_for_data
 from spaces.errors import ArchpruneError
 from spaces.models import YOLODetector, load_model, save_checkpoint
 from spaces.models.checkpoint import detector_from_checkpoint
@@ -154,7 +154,11 @@ def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataCon
     from .distill import HeadDistiller
 
     teacher = load_model(settings.teacher)
-    check_classes(teacher, data)
+    nc = getattr(teacher, "nc", None)
+    if nc is not None and nc != data.nc:  # named as the teacher: a bare class count reads as the student
+        raise ArchpruneError(f"teacher {settings.teacher} has {nc} classes but data {data.yaml_path} has "
+                             f"{data.nc}; distil from a teacher trained on the same classes "
+                             "(e.g. the unpruned model the student was pruned from)")
     return HeadDistiller(student, teacher, weight=settings.kd_weight, feature_weight=settings.feature_kd_weight)
 
 
