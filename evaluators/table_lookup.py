@@ -6,10 +6,11 @@ names its column, row and value, not a crash at load time.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, TextIO
 
 from evaluators._base import Candidate, Evaluator
 from spaces.errors import ArchpruneError
@@ -20,13 +21,26 @@ KEY = "arch_str"
 def table_columns(path: str | Path) -> list[str]:
     """The metric columns of a table (everything but ``arch_str``), reading only its header."""
     path = Path(path)
+    if path.is_dir():
+        raise ArchpruneError(f"table {path} is a folder; pass the CSV file inside it")
     if not path.is_file():
         raise ArchpruneError(f"table {path} does not exist")
-    with path.open(newline="") as handle:
+    with _opened(path) as handle:
         fields = next(csv.reader(handle), [])
     if KEY not in fields:
         raise ArchpruneError(f"table {path} has no {KEY!r} column (its columns: {', '.join(fields) or 'none'})")
     return [f for f in fields if f != KEY]
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[TextIO]:
+    """The table as text; a binary file (an image passed by mistake) is one line, not a codec traceback."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError:
+            raise ArchpruneError(f"table {path} is not a text CSV (binary data, e.g. an image?); "
+                                 "pass the CSV with an arch_str column") from None
 
 
 class Table:
@@ -34,9 +48,12 @@ class Table:
         self.path = Path(path)
         self.columns = table_columns(self.path)
         self.rows: dict[str, dict[str, str]] = {}
-        with self.path.open(newline="") as handle:
+        with _opened(self.path) as handle:
             for row in csv.DictReader(handle):
-                self.rows.setdefault(row[KEY].strip(), row)
+                self.rows.setdefault((row[KEY] or "").strip(), row)
+        self.rows.pop("", None)  # blank lines and rows without an arch are not cells
+        if not self.rows:  # every trial would fail: say so before the first one
+            raise ArchpruneError(f"table {self.path} has a header but no rows; pass the full table")
 
     def check_columns(self, names: Iterable[str]) -> None:
         for name in names:

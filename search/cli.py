@@ -4,31 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from evaluators.postprocess import DEFAULT_EVAL_NMS, NMS_RULES
 from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers
+from search.cli_types import OneLineParser, image_size, non_negative_float, non_negative_int, positive_int
 from spaces.errors import ArchpruneError
+from spaces.output_files import os_error_message
 from spaces.tp_compat import GRADIENT_IMPORTANCES, IMPORTANCES
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -110,29 +96,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> None:
     p.add_argument("--model", required=True, help="model name (yolov8n ...: random init) or checkpoint to start from")
     p.add_argument("--data", required=True, help="data.yaml, or 'digits-det'")
-    p.add_argument("--imgsz", type=_positive_int, required=out_default is None,
+    p.add_argument("--imgsz", type=image_size, required=out_default is None,
                    help="input size" + ("" if out_default is None else " (default: the size the model was trained at)"))
-    p.add_argument("--epochs", type=_positive_int, required=True)
+    p.add_argument("--epochs", type=positive_int, required=True)
     p.add_argument("--out", required=out_default is None, default=out_default,
                    help="run folder: best.pt, last.pt, results.csv")
-    p.add_argument("--batch", type=_positive_int, default=32)
+    p.add_argument("--batch", type=positive_int, default=32)
     p.add_argument("--optimizer", choices=["AdamW", "SGD"], default="AdamW")
     p.add_argument("--lr0", type=float, default=None, help="initial learning rate (train: 0.002 AdamW, 0.01 SGD; finetune: 0.0005)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
-    p.add_argument("--val-max-images", type=_positive_int, default=None, help="validate on the first N images only")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--val-max-images", type=positive_int, default=None, help="validate on the first N images only")
     p.add_argument("--sparsity", choices=["slim", "group-norm", "growing-reg"], default=None,
                    help="sparse training for pruning: L1 on BN scales (slim), DepGraph group norm, or growing "
                         "regularization (Torch-Pruning's regularizers over the channel space's groups)")
-    p.add_argument("--sparsity-weight", type=float, default=None,
+    p.add_argument("--sparsity-weight", type=non_negative_float, default=None,
                    help="regularization weight per image (default: slim 1e-4, group-norm 5e-4, growing-reg 1e-5)")
     p.add_argument("--elastic", action="store_true",
                    help="elastic-width training: every step trains the largest, the smallest and "
                         "--elastic-samples random sub-networks of the model's channel space, distilling "
                         "from the largest; the channel order is recorded in the checkpoint")
-    p.add_argument("--elastic-samples", type=_non_negative_int, default=2,
+    p.add_argument("--elastic-samples", type=non_negative_int, default=2,
                    help="random sub-networks per step with --elastic (default 2)")
-    p.add_argument("--elastic-weight", type=float, default=1.0,
+    p.add_argument("--elastic-weight", type=non_negative_float, default=1.0,
                    help="with --elastic: weight of the sub-networks' mean loss against the largest network's "
                         "(default 1; higher trains sub-networks harder at the full model's expense)")
     p.add_argument("--importance", choices=[i for i in IMPORTANCES if i not in GRADIENT_IMPORTANCES], default="l1",
@@ -144,26 +130,26 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archprune", description="Search for pruned or re-designed YOLO detectors.")
+    parser = OneLineParser(prog="archprune", description="Search for pruned or re-designed YOLO detectors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="build the embedded default dataset")
     data.add_argument("name", choices=["digits-det"])
     data.add_argument("--out", required=True, help="folder to write images/, labels/ and data.yaml into")
     data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--train", type=_positive_int, default=2000, help="train images (default 2000)")
-    data.add_argument("--val", type=_positive_int, default=500, help="val images (default 500)")
-    data.add_argument("--imgsz", type=_positive_int, default=160, help="image side in pixels (default 160)")
+    data.add_argument("--train", type=positive_int, default=2000, help="train images (default 2000)")
+    data.add_argument("--val", type=positive_int, default=500, help="val images (default 500)")
+    data.add_argument("--imgsz", type=image_size, default=160, help="image side in pixels (default 160)")
     data.set_defaults(func=_cmd_data)
 
     ev = sub.add_parser("eval", help="COCO mAP of a model on a YOLO-format split")
     ev.add_argument("--model", required=True, help="model name (yolov8n ...), Ultralytics .pt or archprune checkpoint")
     ev.add_argument("--data", required=True, help="data.yaml, or 'digits-det' for the embedded set")
-    ev.add_argument("--imgsz", type=_positive_int, default=None,
+    ev.add_argument("--imgsz", type=image_size, default=None,
                     help="input size (default: the checkpoint's training size, else 640)")
     ev.add_argument("--split", default="val")
-    ev.add_argument("--batch", type=_positive_int, default=16)
-    ev.add_argument("--max-images", type=_positive_int, default=None, help="evaluate only the first N images")
+    ev.add_argument("--batch", type=positive_int, default=16)
+    ev.add_argument("--max-images", type=positive_int, default=None, help="evaluate only the first N images")
     ev.add_argument("--nms", choices=NMS_RULES, default=DEFAULT_EVAL_NMS,
                     help="multi-label (default): every class above conf 0.001 is its own box, as `yolo val` "
                          "scores; single-label: each box's best class only, as a deployed model predicts")
@@ -177,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a pruned model, distilling from its unpruned teacher")
     _add_training_args(ft, out_default="")
     ft.add_argument("--teacher", default=None, help="the unpruned model to distil from")
-    ft.add_argument("--kd-weight", type=float, default=1.0, help="head distillation weight (0 turns it off)")
-    ft.add_argument("--feature-kd-weight", type=float, default=0.0,
+    ft.add_argument("--kd-weight", type=non_negative_float, default=1.0, help="head distillation weight (0 turns it off)")
+    ft.add_argument("--feature-kd-weight", type=non_negative_float, default=0.0,
                     help="neck feature distillation weight through 1x1 adapters (default off)")
-    ft.add_argument("--warmup-epochs", type=float, default=0.5)
+    ft.add_argument("--warmup-epochs", type=non_negative_float, default=0.5,
+                    help="epochs of learning-rate warm-up (default 0.5)")
     ft.set_defaults(func=_cmd_finetune, lr0=0.0005, out=None)
 
     add_search_parsers(sub)
@@ -189,18 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")
-    demo.add_argument("--trials", type=_positive_int, default=None, help="candidates to evaluate (default 128)")
+    demo.add_argument("--trials", type=positive_int, default=None, help="candidates to evaluate (default 128)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *rest: object) -> str:
+    return f"archprune: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Python shows a warning as two lines (where it was raised, then that source line); a user needs the message
+    warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
     except ArchpruneError as err:
         print(f"archprune: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the last net: a full disk or an unwritable path anywhere is one line too
+        print(f"archprune: error: {os_error_message(err, verb='use')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("archprune: interrupted", file=sys.stderr)

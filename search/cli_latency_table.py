@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from search.cli_types import image_size
 from spaces.errors import ArchpruneError
 
 if TYPE_CHECKING:  # torch is imported only when a table is measured, not for `archprune --help`
@@ -45,7 +46,7 @@ def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provider", default="CPU",
                    help="onnxruntime execution provider, short forms allowed (default CPU)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's, all cores)")
-    p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640],
+    p.add_argument("--imgsz", type=image_size, nargs="+", default=[320, 640],
                    help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds; for tests and trying it out)")
     p.add_argument("--calibrate", metavar="MODEL|blocks[:STRUCTURE]", default=None,
@@ -130,8 +131,8 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
         raise ArchpruneError("--calibrate-candidates must be at least 1")
     if args.nc < 1:
         raise ArchpruneError(f"--nc must be at least 1, got {args.nc}")
-    if any(size < 32 for size in args.imgsz):
-        raise ArchpruneError(f"--imgsz values must be at least 32, got {args.imgsz}")
+    if Path(args.out).is_dir():
+        raise ArchpruneError(f"--out {args.out} is a folder; give the table's file, e.g. {Path(args.out) / 'lut.json'}")
     providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
     table = _open_table(out, args.target, providers, args.threads)
     # built before the grid is measured, so a bad --calibrate fails in a second, not after the grid

@@ -129,7 +129,18 @@ def parse_constraints(items: Iterable[str] | str | None, known: Iterable[str] | 
     out = []
     for item in items:
         out.extend(parse_constraint(part, known) for part in str(item).split(",") if part.strip())
+    _check_compatible(out)
     return out
+
+
+def _check_compatible(constraints: list[Constraint]) -> None:
+    """A lower bound above an upper bound on one metric: no candidate is feasible, and a search
+    would spend its whole budget finding that out."""
+    for low in (c for c in constraints if c.op == ">="):
+        for high in (c for c in constraints if c.op == "<=" and c.name == low.name):
+            if low.bound > high.bound:
+                raise ArchpruneError(f"constraints {low} and {high} cannot both hold: no candidate is feasible; "
+                                     "relax one of them")
 
 
 def describe(value: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from evaluators.image_size import image_size_problem
 from search.objectives import Constraint, Objective, parse_constraints, parse_objectives
 from spaces.errors import ArchpruneError
 
@@ -148,6 +149,8 @@ class RunSettings:
                      "finetune_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.imgsz is not None and image_size_problem(self.imgsz):
+            raise ArchpruneError(f"--imgsz: {image_size_problem(self.imgsz)}")
         if self.trials is not None and self.trials < 1:
             raise ArchpruneError(f"--trials must be at least 1, got {self.trials}")
         if self.trials is None and self.time_budget is None:
@@ -190,9 +193,24 @@ class RunSettings:
         for key in ("constraints", "keep_layers", "providers"):
             if isinstance(values.get(key), str):
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
-        if isinstance(values.get("objectives"), list):
-            values["objectives"] = ",".join(values["objectives"])
+        objectives = values.get("objectives")
+        if isinstance(objectives, list) and all(isinstance(o, str) for o in objectives):
+            values["objectives"] = ",".join(objectives)
+        cls.check_types(values, source)
         return cls(**values)
+
+    @classmethod
+    def check_types(cls, values: dict[str, Any], source: str) -> None:
+        """Each value has its key's type (``trials: "four"`` and ``seed: [1, 2]`` are one-line errors)."""
+        types = cls._field_types()
+        for key, value in values.items():
+            problem = _type_problem(types[key], value) if key in types else None
+            if problem:
+                raise ArchpruneError(f"{source}: key '{key}' must be {problem}, got {value!r}; fix its value")
+
+    @classmethod
+    def _field_types(cls) -> dict[str, str]:
+        return {f.name: str(f.type) for f in dataclasses.fields(cls)}
 
     def differences(self, stored: "RunSettings") -> list[str]:
         """Settings that differ from the stored run, except the ones that only extend it."""
@@ -201,13 +219,39 @@ class RunSettings:
                 if k not in EXTENDABLE | LOCATION | OPERATIONAL and mine[k] != theirs[k]]
 
 
+# what a settings value of each declared type may be, read from a YAML file or the command line
+_TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    # lists may also be written as one comma-separated string
+    "list[str]": ("a list of strings", lambda v: isinstance(v, str) or (isinstance(v, list)
+                                                                         and all(isinstance(i, str) for i in v))),
+}
+
+
+def _type_problem(declared: str, value: Any) -> str | None:
+    """What ``value`` should have been (for a field declared as ``declared``), or None when it fits."""
+    optional = declared.endswith(" | None")
+    base = declared.removesuffix(" | None")
+    if value is None:
+        return None if optional else _TYPE_CHECKS[base][0]
+    what, fits = _TYPE_CHECKS[base]
+    return None if fits(value) else what + (" or null" if optional else "")
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """A ``--config run.yaml``: the same keys as the command-line flags (dashes or underscores)."""
     path = Path(path)
+    if path.is_dir():
+        raise ArchpruneError(f"config file {path} is a folder; pass the run.yaml inside it")
     if not path.is_file():
         raise ArchpruneError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ArchpruneError(f"config file {path} is not text (binary data, e.g. an image?); pass a YAML file") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

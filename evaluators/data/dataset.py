@@ -181,7 +181,7 @@ def _check_unlabeled(unlabeled: list[Path], usable: int) -> None:
     folders = sorted({str(label_path_for(p).parent) for p in unlabeled})
     where = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
     if all("images" in p.parts[:-1] for p in unlabeled):
-        fix = "put one YOLO .txt per image there (images/val/a.jpg -> labels/val/a.txt)"
+        fix = f"put one YOLO .txt per image there (for {unlabeled[0].name}: {label_path_for(unlabeled[0])})"
     else:
         fix = ("labels are found by replacing the last 'images' folder of an image's path with 'labels', "
                "so put the images under .../images/... and their labels under .../labels/...")
