@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from spaces.errors import ArchpruneError
+from spaces.output_files import atomic_output
 
 OPSET = 17
 
@@ -25,15 +26,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[in
     takes 4-9 s and needs onnxscript (see ../shared/DESIGN.md).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     h, w = _size(imgsz)
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes are expected
-            torch.onnx.export(model, (torch.zeros(1, 3, h, w),), str(path), dynamo=False, opset_version=opset,
+            torch.onnx.export(model, (torch.zeros(1, 3, h, w),), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["images"], output_names=["output0"], do_constant_folding=True)
+    except ArchpruneError:  # a full disk or an unwritable path, already one line
+        raise
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; the user needs one line
         raise ArchpruneError(f"ONNX export to {path} failed: {str(err).strip().splitlines()[0][:200]}") from None
     finally:

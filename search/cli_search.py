@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from search.cli_types import image_size, positive_int
 from spaces.errors import ArchpruneError
 
 # flag -> (settings key, argparse kwargs); every default lives in RunSettings, so a --config file and
@@ -15,7 +16,7 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--table": ("table", dict(help="CSV with an arch_str column whose other columns are metrics (nb201)")),
     "--model": ("model", dict(help="model name, Ultralytics .pt or archprune checkpoint (yolov8n-digits is embedded)")),
     "--data": ("data", dict(help="data.yaml, or 'digits-det' (needed for mAP objectives)")),
-    "--imgsz": ("imgsz", dict(type=int, help="input size (default: the checkpoint's training size, else 640)")),
+    "--imgsz": ("imgsz", dict(type=image_size, help="input size (default: the checkpoint's training size, else 640)")),
     "--objectives": ("objectives", dict(help="name:min|max,... (default latency_ms:min,map50_95:max)")),
     "--constraint": ("constraints", dict(action="append", help="hard budget, e.g. 'latency_ms<=20' (repeatable)")),
     "--space": ("space", dict(help="channels (default: prune --model), blocks (TinyNAS-style backbones), nb201 (--table)")),
@@ -96,10 +97,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--table", required=True, help="CSV with an arch_str column (e.g. ../shared/data/nb201/nb201_cifar10.csv)")
     d.add_argument("--objectives", required=True, help="column:min|max,... (e.g. test_acc_cifar10:max,lat_raspi4:min)")
     d.add_argument("--budgets", default="100,300,1000", help="trial budgets, comma-separated (default 100,300,1000)")
-    d.add_argument("--seeds", type=int, default=5, help="seeds per driver and budget (default 5)")
+    d.add_argument("--seeds", type=positive_int, default=5, help="seeds per driver and budget (default 5)")
     d.add_argument("--drivers", default="nsga2,random", help="comma-separated (default nsga2,random)")
-    d.add_argument("--population", type=int, default=None, help="NSGA-II μ (default: the driver's)")
-    d.add_argument("--offspring", type=int, default=None, help="NSGA-II λ (default: the driver's)")
+    d.add_argument("--population", type=positive_int, default=None, help="NSGA-II μ (default: the driver's)")
+    d.add_argument("--offspring", type=positive_int, default=None, help="NSGA-II λ (default: the driver's)")
     d.add_argument("--json", action="store_true", help="print one JSON object keyed by driver, then budget")
     from search.proxy_benchmark import add_proxies_parser
 
@@ -133,6 +134,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_ref(args: argparse.Namespace) -> str:
+    if args.run and args.run_flag and args.run != args.run_flag:
+        raise ArchpruneError(f"two runs given ({args.run!r} and --run {args.run_flag!r}); give the run once")
     ref = args.run or args.run_flag
     if not ref:
         raise ArchpruneError("which run? give its name or folder (or --storage URL --run NAME)")
@@ -143,6 +146,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from search.settings import RunSettings, load_yaml_config
 
     values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
+    RunSettings.check_types(values, source=str(args.config))  # a flag may override a key; its error still counts
     for key, _ in _SEARCH_FLAGS.values():
         if hasattr(args, key):
             values[key] = getattr(args, key)
@@ -157,8 +161,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
     verb = {"trials": "done", "time-budget": "time budget spent", "exhausted": "no new candidates left"}.get(
         result.stopped, f"stopped ({result.stopped}); run the same command again to resume")
     print(f"{verb}: {result.evaluated} new trials, {len(result.store)} in the run")
+    _refuse_all_failed(result.store.records(), settings.run_dir())
     report_front(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None, plots=True)
     return 130 if result.stopped in ("interrupted", "terminated") else 0
+
+
+def _refuse_all_failed(records: list[Any], run_dir: Path) -> None:
+    """A run none of whose trials evaluated has no front: an error (exit 2) with the first reason,
+    not "front: 0 of 0 feasible" and exit 0."""
+    if not records or not all(r.failed for r in records):
+        return
+    first = next((r.error.strip().splitlines()[0] for r in records if (r.error or "").strip()), "unknown")
+    raise ArchpruneError(f"{len(records)} of {len(records)} trials failed: {first} (every trial in "
+                         f"{run_dir / 'search.log'}); fix the input and start a new --run")
 
 
 def _report(run: str, storage: str | None, results: str, as_json: bool, hv_ref: str | None, out: str | None,

@@ -12,6 +12,7 @@ from typing import Any
 
 from search.runs import RunHandle
 from spaces.errors import ArchpruneError
+from spaces.output_files import check_output_file, check_output_folder, make_folder, write_text
 
 CONFIG_FORMAT = "archprune-prune-config"
 CONFIG_VERSION = 1
@@ -34,7 +35,7 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
                              f"(it has {len(handle.store)} trials; `archprune pareto {handle.name}` lists the front)")
     if record.failed:
         raise ArchpruneError(f"trial {trial} of run {handle.name!r} failed ({record.error}); pick another trial")
-    out = Path(out) if out else handle.folder / "exports" / f"trial-{trial}"
+    out = check_output_folder(Path(out) if out else handle.folder / "exports" / f"trial-{trial}")
     if handle.settings.space == "blocks":
         from search.export_blocks import export_block_trial
 
@@ -55,8 +56,8 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
         "round_to": settings.round_to, "genome": list(record.genome), "groups": space.counts(record.genome),
         "kept_indices": kept, "layers": channel_layout(pruned),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=1))
+    make_folder(out)
+    write_text(out / "config.json", json.dumps(config, indent=1))
     meta = {"pruned_from": settings.model, "run": handle.name, "trial": trial, "imgsz": imgsz}
     save_checkpoint(pruned, out / "pruned.pt", meta=meta)
     export_onnx(pruned, out / "model.onnx", imgsz=imgsz)
@@ -74,7 +75,7 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
         summary.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"])
     if recalibrate_bn:
         summary["recalibrated"] = str(_recalibrated(pruned, data, imgsz, settings, out / "pruned-bn.pt", meta))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     say(f"exported trial {trial} of {handle.name} to {out}: {cost['params_m']:.3f} M params, "
         f"{cost['flops_g']:.3f} GFLOPs at {imgsz}px"
         + (f", {summary['latency_ms']:.2f} ms" if "latency_ms" in summary else "")
@@ -118,6 +119,7 @@ def apply_config(config_path: Path, weights: str, out: Path, verify: bool = True
     from spaces.models import load_model, save_checkpoint
     from spaces.models.checkpoint import state_dict_sha256
 
+    check_output_file(out)  # before the work: a bad --out costs nothing
     config = read_prune_config(config_path)
     base = load_model(weights)
     digest = state_dict_sha256(base)

@@ -15,6 +15,7 @@ import yaml
 
 from search.store import TrialRecord
 from spaces.errors import ArchpruneError
+from spaces.output_files import make_folder, write_text
 
 
 def export_block_trial(handle: Any, record: TrialRecord, out: Path, say: Any = print) -> dict[str, Any]:
@@ -35,14 +36,14 @@ def export_block_trial(handle: Any, record: TrialRecord, out: Path, say: Any = p
         nc, names = data.nc, list(data.names)
     torch.manual_seed(settings.seed)
     model = BlockDetector(structure, nc=nc, names=names).eval()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "structure.yaml").write_text(yaml.safe_dump(structure, sort_keys=False))
+    make_folder(out)
+    write_text(out / "structure.yaml", yaml.safe_dump(structure, sort_keys=False))
     save_checkpoint(model, out / "model.pt", meta={"run": handle.name, "trial": record.number, "untrained": True})
     export_onnx(model, out / "model.onnx", imgsz=imgsz)
     cost = count_flops_params(model, imgsz)
     summary = {"run": handle.name, "trial": record.number, "imgsz": imgsz, "nc": nc, **cost,
                **{k: v for k, v in record.metrics.items() if isinstance(v, (int, float))}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     say(f"exported trial {record.number} of {handle.name} to {out}: {cost['params_m']:.3f} M params, "
         f"{cost['flops_g']:.3f} GFLOPs at {imgsz}px (untrained; train it with "
         f"`archprune train --model {out / 'structure.yaml'} --data DATA`)")

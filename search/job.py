@@ -10,11 +10,14 @@ import torch
 
 from evaluators._base import Evaluator
 from search.objectives import ZERO_SHOT_METRICS, Constraint
+from search.drivers import driver_shares_studies
+from search.run_lock import run_lock, store_creation_lock
 from search.runner import SearchResult, search
 from search.settings import RunSettings, read_run_yaml, write_run_yaml
 from spaces._base import SearchSpace
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
+from spaces.output_files import write_text
 from spaces.tp_compat import GRADIENT_IMPORTANCES
 
 LATENCY_METRICS = {"latency_ms", "latency_p90_ms"}
@@ -206,8 +209,12 @@ def _where(settings: RunSettings) -> str:
 
 
 def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
+    from search.runs import check_store_file
+
     settings.check()
     check_against_stored(settings)
+    if (settings.run_dir() / "run.yaml").exists():  # before the model loads: a lost store fails in a second
+        check_store_file(settings.storage_url(), settings.run_name())
     constraints = settings.constraint_list
     if settings.space == "nb201":
         space, evaluators, what = table_search_parts(settings)
@@ -217,6 +224,26 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
     else:
         space, evaluators, imgsz, what = channel_search_parts(settings)
     run_dir = settings.run_dir()
+    with run_lock(run_dir, settings.run_name(), shared=driver_shares_studies(settings.driver)):
+        return _search_held(settings, space, evaluators, constraints, imgsz, what, progress, say)
+
+
+def open_run_store(settings: RunSettings) -> None:
+    """Create the run's store before run.yaml says the run exists, so a run.yaml whose store is
+    missing or empty always means lost trials (an error), never a new run."""
+    from search.store import open_storage
+
+    if settings.storage_url() != "memory":
+        with store_creation_lock(settings.run_dir()):
+            open_storage(settings.storage_url())
+
+
+def _search_held(settings: RunSettings, space: SearchSpace, evaluators: list[Evaluator],
+                 constraints: list[Constraint], imgsz: int, what: str, progress: bool,
+                 say: Callable[[str], None]) -> SearchResult:
+    """The search, once this process holds the run."""
+    run_dir = settings.run_dir()
+    open_run_store(settings)
     write_run_yaml(settings, run_dir / "run.yaml")
     log = file_logger(run_dir / "search.log")
     head = (f"run {settings.run_name()}: {settings.driver} over {what}; objectives {settings.objectives}"
@@ -262,4 +289,4 @@ def remeasure_front(settings: RunSettings, space: SearchSpace, imgsz: int, resul
         say(line)
         log(line)
     result.store.study.set_user_attr("remeasured", rows)
-    (settings.run_dir() / "remeasured.json").write_text(json.dumps(rows, indent=2))
+    write_text(settings.run_dir() / "remeasured.json", json.dumps(rows, indent=2))

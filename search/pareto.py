@@ -7,7 +7,8 @@ and never recompute the front.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import moocore
@@ -27,6 +28,12 @@ class ParetoFront:
     reference_point: list[float] | None
     hypervolume: float | None
     knee: TrialRecord | None
+    failed: list[TrialRecord] = field(default_factory=list)  # trials whose evaluation raised
+
+    def failure_reasons(self) -> dict[str, int]:
+        """How many trials failed for each reason (the first line of the error), most common first."""
+        return dict(Counter((r.error or "unknown").strip().splitlines()[0] if (r.error or "").strip() else "unknown"
+                            for r in self.failed).most_common())
 
 
 def _minimised(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> np.ndarray:
@@ -94,4 +101,5 @@ def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective]
     if volume is not None and not math.isfinite(volume):
         volume = None
     return ParetoFront(objectives=list(objectives), front=front, feasible=feasible, n_trials=len(records),
-                       reference_point=ref, hypervolume=volume, knee=knee_point(front, objectives))
+                       reference_point=ref, hypervolume=volume, knee=knee_point(front, objectives),
+                       failed=[r for r in records if r.failed])

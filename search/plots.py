@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import moocore
 import numpy as np
@@ -20,6 +20,7 @@ from search.objectives import METRICS, Objective
 from search.pareto import ParetoFront
 from search.pick import Pick, Widths, accuracy_index, choose_pick
 from search.store import TrialRecord
+from spaces.output_files import atomic_output
 
 
 def _label(o: Objective) -> str:
@@ -123,10 +124,7 @@ def plot_png(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title:
     fig.suptitle(f"{title}: front of {len(pf.front)} / {len(pf.feasible)} feasible / {pf.n_trials} trials, {hv}")
     legend_in = 0.3 * math.ceil(len(handles) / ncol) + 0.15  # inches under the panels for the legend
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 0.95))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def _hover(r: TrialRecord, objectives: Sequence[Objective]) -> str:
@@ -191,8 +189,8 @@ def plot_html(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title
         fig.update_yaxes(title_text=_label(pf.objectives[j]), row=row, col=col)
     fig.update_layout(title=f"{title}: {len(pf.front)} on the front, {pf.n_trials} trials; {pick.note}",
                       height=450 * nrows, width=560 * ncols)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True)  # self-contained: opens without internet
+    with atomic_output(path) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs=True)  # self-contained: opens without internet
     return path
 
 
@@ -238,7 +236,15 @@ def plot_widths(widths: Widths, path: Path, title: str) -> Path:
     ax.set_title(f"{title}: where the pick (trial {widths.pick_trial.number}) prunes\n{_cost_line(widths)}",
                  fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

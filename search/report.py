@@ -13,6 +13,7 @@ from typing import Any
 from search.objectives import METRICS
 from search.pareto import ParetoFront
 from search.pick import Pick
+from spaces.output_files import atomic_output, make_folder, write_text
 
 
 def _num(value: float | None) -> float | None:
@@ -30,6 +31,8 @@ def front_json(pf: ParetoFront, pick: Pick) -> dict[str, Any]:
         "reference_point": pf.reference_point,
         "n_trials": pf.n_trials,
         "n_feasible": len(pf.feasible),
+        "n_failed": len(pf.failed),
+        "failures": pf.failure_reasons(),  # reason -> trials
         "knee": pick.knee.number if pick.knee else None,
         **pick.as_json(),
     }
@@ -72,16 +75,21 @@ def front_table(pf: ParetoFront, pick: Pick) -> str:
     units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS and METRICS[c][1])
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
+    if pf.failed:
+        reasons = pf.failure_reasons()
+        first, count = next(iter(reasons.items()))
+        more = f" (and {len(reasons) - 1} other reason(s): see pareto.json)" if len(reasons) > 1 else ""
+        lines.append(f"{len(pf.failed)} of {pf.n_trials} trials failed; {count} with: {first}{more}")
     lines.append(pick.note)
     return "\n".join(lines)
 
 
 def write_front_files(pf: ParetoFront, pick: Pick, folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     paths = {"json": folder / "pareto.json", "csv": folder / "pareto.csv"}
-    paths["json"].write_text(json.dumps(front_json(pf, pick), indent=2))
+    write_text(paths["json"], json.dumps(front_json(pf, pick), indent=2))
     rows = front_rows(pf, pick)
-    with paths["csv"].open("w", newline="") as handle:
+    with atomic_output(paths["csv"]) as tmp, tmp.open("w", newline="") as handle:
         extra = ["arch_str"] if any("arch_str" in row for row in rows) else []
         writer = csv.DictWriter(handle, fieldnames=["trial"] + _columns(pf) + ["source", "knee", "pick"] + extra)
         writer.writeheader()

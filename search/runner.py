@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+import optuna
 from tqdm import tqdm
 
 from evaluators._base import Evaluator
@@ -26,7 +27,7 @@ from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
 from search.pareto import non_dominated
 from search.pipeline import EvaluationPipeline, Outcome
-from search.store import Store, TrialRecord
+from search.store import Store, TrialRecord, storage_failure
 from spaces._base import Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
 
@@ -119,6 +120,8 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
     try:
         return _Loop(space, objectives, store, runner, log or (lambda line: None)).run(
             driver, driver_options, constraints, trials, time_budget_s, seed, progress, study_attrs, imgsz)
+    except optuna.exceptions.StorageInternalError as err:  # Optuna's wrapper for every failed database write
+        raise storage_failure(storage, err) from None
     finally:
         runner.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import re
 import socket
 import threading
 import warnings
@@ -97,9 +98,19 @@ def _make_record(number: int, genome: Genome, state: TrialState, values: Sequenc
                        source=str(user_attrs.get("source", "")), error=user_attrs.get("error"))
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.BaseStorage:
+def read_only_url(url: str) -> str:
+    """A SQLite file URL opened read-only (SQLite's URI ``mode=ro``): reading a run then cannot write
+    its store, whatever a library does on open, and works on a read-only disk. Other URLs as given."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return url
+    return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
+
+
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, read_only: bool = False) -> optuna.storages.BaseStorage:
     if url == "memory":
         return optuna.storages.InMemoryStorage()
+    if read_only:
+        url = read_only_url(url)
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9, and what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -110,28 +121,50 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.Ba
         raise ArchpruneError(f"cannot open storage {url!r}: {reason}") from None
 
 
+def storage_failure(url: str, err: BaseException) -> ArchpruneError:
+    """A write to the store failed (a full disk, a read-only folder, the database went away): one
+    line with the database's own reason, which Optuna and SQLAlchemy bury under 70 lines."""
+    cause = err.__cause__ or err
+    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+    text = reason[0] if reason else type(cause).__name__
+    hint = ("free space on its disk" if any(w in text.lower() for w in ("full", "i/o", "no space"))
+            else "make it writable" if "readonly" in text.lower() or "read-only" in text.lower()
+            else "check the storage")
+    shown = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)  # never print a database password
+    return ArchpruneError(f"cannot write the run's store {shown}: {text}; the trials written before are kept: "
+                          f"{hint}, then run the same command to resume")
+
+
 class Store:
     """A run's trials in an Optuna study named after the run."""
 
     def __init__(self, url: str, run: str, objectives: Sequence[Objective], genes: Sequence[Gene] | None,
-                 heartbeat_s: int = HEARTBEAT_S) -> None:
+                 heartbeat_s: int = HEARTBEAT_S, read_only: bool = False) -> None:
         """``genes=None`` reads a finished run without rebuilding its space (the gene names and
-        ranges come from the stored trials)."""
+        ranges come from the stored trials). ``read_only``: the run must exist and is never written
+        (``pareto``, ``export``)."""
         self.url, self.run, self.objectives = url, run, list(objectives)
-        self.storage = open_storage(url, heartbeat_s)
+        self.storage = open_storage(url, heartbeat_s, read_only=read_only)
         self.heartbeat_s = heartbeat_s
         self._live: set[int] = set()  # trial ids this process asked for and has not finished
         self._beating: threading.Thread | None = None
         directions = ["minimize" if o.direction == "min" else "maximize" for o in self.objectives]
         names = [o.name for o in self.objectives]
-        self.study = optuna.create_study(study_name=run, storage=self.storage, directions=directions,
-                                         load_if_exists=True)
+        if read_only:
+            try:
+                self.study = optuna.load_study(study_name=run, storage=self.storage)
+            except KeyError:
+                raise ArchpruneError(f"storage {url!r} has no run {run!r}: its store was replaced or emptied; "
+                                     "restore its study.db") from None
+        else:
+            self.study = optuna.create_study(study_name=run, storage=self.storage, directions=directions,
+                                             load_if_exists=True)
         self._study_id = self.storage.get_study_id_from_name(run)
         stored = self.study.user_attrs.get("objectives")
         if stored is not None and stored != [str(o) for o in self.objectives]:
             raise ArchpruneError(f"storage {url!r} holds run {run!r} with objectives {','.join(stored)}, not "
                                  f"{','.join(str(o) for o in self.objectives)}; pick another --run")
-        if stored is None:
+        if stored is None and not read_only:
             self.study.set_user_attr("objectives", [str(o) for o in self.objectives])
             with warnings.catch_warnings():  # experimental since Optuna 3.2, yet what the dashboard reads
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

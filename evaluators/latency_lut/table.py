@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from spaces.errors import ArchpruneError
+from spaces.output_files import write_text
 
 FORMAT = "archprune-latency-lut"
 VERSION = 1
@@ -62,12 +63,7 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: an interrupted run leaves the previous file whole (what resuming reads)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
-        return path
+        return write_text(path, self.to_json())
 
 
 def _entry_key(entry: dict[str, Any]) -> ConvKey:

@@ -24,6 +24,7 @@ from evaluators.detection_eval import check_imgsz, evaluate_detector, model_for_
 from spaces.errors import ArchpruneError
 from spaces.models import YOLODetector, load_model, save_checkpoint
 from spaces.models.checkpoint import detector_from_checkpoint
+from spaces.output_files import atomic_output, check_output_folder, make_folder
 
 from .augment import AugmentConfig, AugmentedDataset
 from .ema import ModelEMA
@@ -248,7 +249,7 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
     With ``settings.teacher`` and a positive ``kd_weight`` (or ``feature_kd_weight``), the
     detection loss gains a distillation term from that teacher (fine-tuning a pruned model).
     """
-    out = Path(settings.out)
+    out = check_output_folder(settings.out)  # before the work: a file in the way costs nothing
     last, best = out / "last.pt", out / "best.pt"
     data = load_data_config(settings.data)
     check_imgsz(settings.imgsz)
@@ -276,7 +277,7 @@ def train(settings: TrainSettings, resume: bool = False, log: Callable[[str], No
                                AugmentConfig(fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, scale=0, translate=0))
     nb = math.ceil(len(dataset) / settings.batch)
     total, warmup = settings.epochs * nb, max(round(settings.warmup_epochs * nb), 20)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     run_start = time.perf_counter()
     if start_epoch >= settings.epochs:
         log(f"{last} already finished {start_epoch} epoch(s); nothing to do")
@@ -324,9 +325,7 @@ def _save_epoch(run: _Run, settings: TrainSettings, epoch: int, history: list[di
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(path)

@@ -17,4 +17,12 @@ DRIVERS: dict[str, Callable[..., Driver]] = {
     "zeroshot": ZeroShotDriver,
 }
 
-__all__ = ["DRIVERS", "Driver", "NSGA2Driver", "OptunaDriver", "Proposal", "RandomDriver", "ZeroShotDriver"]
+
+
+def driver_shares_studies(name: str) -> bool:
+    """Whether several search processes may work on one run with this driver (see run_lock)."""
+    factory = DRIVERS[name]
+    return bool(getattr(getattr(factory, "func", factory), "shares_studies", False))
+
+
+__all__ = ["DRIVERS", "driver_shares_studies", "Driver", "NSGA2Driver", "OptunaDriver", "Proposal", "RandomDriver", "ZeroShotDriver"]

@@ -28,6 +28,11 @@ class Driver(abc.ABC):
     #: False: ``ask`` again only after ``tell`` (a generation at a time). True: the driver can be asked
     #: while earlier proposals are still being evaluated (Optuna), so every worker stays busy
     asynchronous: bool = False
+    #: True: every proposal is asked and told through the store, so several search processes can
+    #: work on one run (Optuna's ask/tell on a shared storage). False: the driver's state lives in
+    #: this process (a DEAP population, a seeded random stream), and a second process on the run
+    #: would duplicate work and overshoot --trials, so the run is locked to one process.
+    shares_studies: bool = False
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
         self.space, self.objectives = space, list(objectives)

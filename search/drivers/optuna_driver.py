@@ -25,6 +25,7 @@ SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
 class OptunaDriver(Driver):
     asynchronous = True  # may ask again before the last trial is told: N workers keep N trials in flight
+    shares_studies = True  # ask/tell through the storage: many processes, one run
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, sampler: str = "tpe",
                  population: int = 16, **_: Any) -> None:
         super().__init__(space, objectives, seed)

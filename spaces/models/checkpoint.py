@@ -6,6 +6,7 @@ Everything in it is a dict, list, string, number or tensor, so it loads with
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from ..errors import ArchpruneError
+from ..output_files import atomic_output
 from .architecture import architecture_of, build_from_architecture
 from .yolo import YOLODetector
 
@@ -32,10 +34,10 @@ def save_checkpoint(model: YOLODetector, path: str | os.PathLike, meta: dict[str
         meta["channel_order"] = {k: list(v) for k, v in model.channel_order.items()}
     payload = {"format": FORMAT, "version": VERSION, "architecture": architecture_of(model),
                "state_dict": state, "meta": meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
+    buffer = io.BytesIO()  # torch.save to a path fails in C++ (a RuntimeError) on a read-only or full disk
+    torch.save(payload, buffer)
+    with atomic_output(path) as tmp:  # a crash or a full disk mid-write never leaves a truncated checkpoint
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
