@@ -3,6 +3,7 @@
 input that should work evaluates to the right result."""
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from search.cli import main
 from spaces.models import load_model, save_checkpoint
 from spaces.models.checkpoint import state_dict_sha256
 from tests.conftest import shared_path
+from tests.fault_injection import inject_write_errors
 
 MODEL = "yolov8n-digits"  # embedded, trained at 160 px: a real mAP on a few digits-det images
 NAMES = "names: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']\n"
@@ -88,7 +90,8 @@ def no_labels_folder(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]
     data = _copy(digits, tmp_path / "d")
     shutil.rmtree(tmp_path / "d" / "labels")
     return (["eval", "--model", MODEL, "--data", str(data)],
-            ["none of the 6 image(s) has a label file", str(tmp_path / "d" / "labels" / "val"), "labels/val/a.txt"])
+            ["none of the 6 image(s) has a label file", str(tmp_path / "d" / "labels" / "val"),
+             "put one YOLO .txt per image there (for ", str(tmp_path / "d" / "labels" / "val") + "/"])
 
 
 def images_not_in_images_folder(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
@@ -123,6 +126,27 @@ def nan_weight_checkpoint(tmp_path: Path, digits: Path) -> tuple[list[str], list
     return (["eval", "--model", str(ckpt), "--data", str(digits)],
             [f"checkpoint {ckpt} is corrupt", "model.18.cv1a.conv.weight has non-finite values",
              "re-export or re-download it"])
+
+
+def apply_out_a_folder(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
+    folder = tmp_path / "pruned"
+    folder.mkdir()
+    return (["apply", str(_prune_config(tmp_path, [0, 1])), "--weights", MODEL, "--out", str(folder)],
+            [f"cannot write {folder}: it is a folder; give a file name"])
+
+
+def apply_out_inside_a_file(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where a folder was meant")
+    return (["apply", str(_prune_config(tmp_path, [0, 1])), "--weights", MODEL, "--out", str(blocker / "out.pt")],
+            [f"{blocker} is a file, not a folder; give another --out"])
+
+
+def train_out_a_file(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where the run folder was meant")
+    return (["train", "--model", "yolov8n", "--data", str(digits), "--epochs", "1", "--imgsz", "64",
+             "--out", str(blocker)], [f"cannot write into {blocker}: {blocker} is a file, not a folder"])
 
 
 def _bad_index_case(name: str, kept: object, fragments: list[str]) -> Case:
@@ -162,7 +186,8 @@ ERRORS: list[Case] = [
     _bad_index_case("negative", [-1, 2], ["has index -1, outside 0..15"]),
     _bad_index_case("fraction", [0, 1.5], ["has index 1.5, not a whole number"]),
     _bad_index_case("string", [0, "3"], ["has index '3', not a whole number"]),
-    teacher_with_other_classes, apply_a_folder, model_a_folder,
+    teacher_with_other_classes, apply_a_folder, model_a_folder, apply_out_a_folder, apply_out_inside_a_file,
+    train_out_a_file,
 ]
 
 
@@ -234,3 +259,20 @@ def test_apply_with_valid_kept_indices_writes_that_model(tmp_path: Path,
     pruned, base = load_model(tmp_path / "out.pt"), load_model(MODEL)
     assert pruned.model[0].conv.out_channels == 4
     assert torch.equal(pruned.model[0].conv.weight, base.model[0].conv.weight[[0, 3, 5, 7]])
+
+
+@pytest.mark.parametrize("fault,needle", [(errno.EROFS, "the file system is read-only; write somewhere else (--out)"),
+                                          (errno.ENOSPC, "no space left on the disk")])
+def test_apply_onto_a_read_only_or_full_disk_is_one_line_and_leaves_no_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        fault: int, needle: str) -> None:
+    config = _prune_config(tmp_path, [0, 3, 5, 7])
+    target = tmp_path / "ro"
+    target.mkdir()
+    inject_write_errors(monkeypatch, target, fault)
+    code, out, err = _run(capsys, "apply", str(config), "--weights", MODEL, "--out", str(target / "out.pt"))
+    monkeypatch.undo()
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"cannot write {target / 'out.pt'}" in err or f"cannot write {target}" in err
+    assert needle in err
+    assert list(target.iterdir()) == []  # no checkpoint, no temporary file
