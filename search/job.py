@@ -188,8 +188,18 @@ def blocks_search_parts(settings: RunSettings) -> tuple[SearchSpace, list[Evalua
     return space, evaluators, imgsz, constraints, what
 
 
+def check_val_split(settings: RunSettings, data: Any, imgsz: int) -> None:
+    """The images the proxy scores, read once before the first trial: a split whose labels are all
+    missing or invalid would fail (or score 0) in every trial and spend the whole budget."""
+    from evaluators.data import DetectionDataset
+
+    if data is not None and needed_metrics(settings) & ACCURACY_METRICS:
+        DetectionDataset(data.images("val")[:settings.val_images], imgsz, nc=data.nc)
+
+
 def channel_search_parts(settings: RunSettings) -> tuple[ChannelSpace, list[Evaluator], int, str]:
     model, data, imgsz = load_inputs(settings)
+    check_val_split(settings, data, imgsz)
     space = build_space(settings, model, data, imgsz)
     check_reachable(space, settings.constraint_list, imgsz)
     order = (f"importance {settings.importance}" if space.order_source != "recorded" else

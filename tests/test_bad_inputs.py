@@ -282,3 +282,10 @@ def test_other_subcommands_refuse_bad_input_in_one_line(case: str, tmp_path: Pat
     code, _, err = _cli(capsys, [str(out) if a == "OUT" else a.replace("OUT", str(out)) for a in argv])
     _assert_one_line_error(code, err, needle)
     assert _files(tmp_path) == before
+
+
+def test_bench_drivers_on_a_header_only_table_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _table(tmp_path / "head.csv", 0)
+    code, _, err = _cli(capsys, ["bench", "drivers", "--table", str(table), "--objectives", OBJECTIVES,
+                                 "--budgets", "10", "--seeds", "1"])
+    _assert_one_line_error(code, err, f"table {table} has a header but no rows")

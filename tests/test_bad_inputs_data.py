@@ -276,3 +276,16 @@ def test_apply_onto_a_read_only_or_full_disk_is_one_line_and_leaves_no_file(
     assert f"cannot write {target / 'out.pt'}" in err or f"cannot write {target}" in err
     assert needle in err
     assert list(target.iterdir()) == []  # no checkpoint, no temporary file
+
+
+def test_search_on_a_split_whose_labels_are_all_invalid_stops_before_the_first_trial(
+        tmp_path: Path, digits: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _copy(digits, tmp_path / "d")
+    for label in (tmp_path / "d" / "labels" / "val").glob("*.txt"):
+        label.write_text("not a label\n")
+    results = tmp_path / "results"
+    code, out, err = _run(capsys, "search", "--model", MODEL, "--data", str(data), "--objectives", "map50_95:max",
+                          "--trials", "3", "--results", str(results), "--executor", "inline", "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "all 6 image(s) are unusable" in err and "each label line needs 5 columns" in err
+    assert not results.exists()  # no run was started
