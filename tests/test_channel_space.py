@@ -173,3 +173,21 @@ def test_detection_calibration_loss_reads_but_never_updates_batchnorm(tmp_path) 
     space = ChannelSpace(model, importance="taylor", calibration_loss=detection_calibration_loss(data, 64, images=4))
     assert all(torch.equal(space.base.state_dict()[k], v) for k, v in stats.items())
     assert space.kept_indices(space.uniform(0.5)) != ChannelSpace(model).kept_indices(space.uniform(0.5))
+
+
+def test_global_baselines_keep_the_channels_that_matter_across_groups() -> None:
+    model = resnet_like()
+    with torch.no_grad():  # half of block 3's inner channels nearly dead; block 4's all alive
+        for layer in (model[3].c1, model[3].b1, model[3].c2):
+            w = layer.weight
+            (w[:16] if layer is not model[3].c2 else w[:, :16]).mul_(1e-3)
+    space = ChannelSpace(model, example_inputs=torch.zeros(1, 3, 32, 32), round_to=4)
+    names = [name for name, _ in space.baselines()]
+    assert names[0] == "unpruned" and {"global-0.8", "global-0.6"} <= set(names)
+    for keep in (0.8, 0.6):
+        counts = space.counts(space.global_allocation(keep))
+        # a global ranking takes the dead channels first, which one ratio for every group cannot
+        assert counts["3.c1"] <= 16 < counts["4.c1"]
+    sizes = [sum(space.counts(space.global_allocation(k)).values()) for k in (0.8, 0.6, 0.4)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]  # keeping less keeps fewer
+    assert not any(n.startswith("global-") for n in dict(ChannelSpace(model, importance="random").baselines()))
