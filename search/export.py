@@ -103,7 +103,10 @@ def read_prune_config(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ArchpruneError(f"config {path} does not exist")
     try:
-        config = json.loads(Path(path).read_text())
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ArchpruneError(f"config {path} is not text (binary data, e.g. an image?); pass the config.json "
+                             "`archprune export` wrote") from None
     except json.JSONDecodeError as err:
         raise ArchpruneError(f"config {path} is not valid JSON (line {err.lineno}): {err.msg}") from None
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:

@@ -128,6 +128,13 @@ def nan_weight_checkpoint(tmp_path: Path, digits: Path) -> tuple[list[str], list
              "re-export or re-download it"])
 
 
+def apply_a_jpeg(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00")
+    return (["apply", str(image), "--weights", MODEL, "--out", str(tmp_path / "out.pt")],
+            [f"config {image} is not text", "pass the config.json"])
+
+
 def apply_out_a_folder(tmp_path: Path, digits: Path) -> tuple[list[str], list[str]]:
     folder = tmp_path / "pruned"
     folder.mkdir()
@@ -186,7 +193,8 @@ ERRORS: list[Case] = [
     _bad_index_case("negative", [-1, 2], ["has index -1, outside 0..15"]),
     _bad_index_case("fraction", [0, 1.5], ["has index 1.5, not a whole number"]),
     _bad_index_case("string", [0, "3"], ["has index '3', not a whole number"]),
-    teacher_with_other_classes, apply_a_folder, model_a_folder, apply_out_a_folder, apply_out_inside_a_file,
+    teacher_with_other_classes, apply_a_folder, apply_a_jpeg, model_a_folder, apply_out_a_folder,
+    apply_out_inside_a_file,
     train_out_a_file,
 ]
 

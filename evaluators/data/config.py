@@ -90,6 +90,9 @@ def _read_yaml(yaml_path: Path) -> dict[str, Any]:
         raise ArchpruneError(f"data file {yaml_path} is a folder; pass the data.yaml inside it")
     try:
         raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ArchpruneError(f"data file {yaml_path} is not text (binary data, e.g. an image?); "
+                             "pass a data.yaml") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

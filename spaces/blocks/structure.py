@@ -167,7 +167,11 @@ def parse_structure(source: str | os.PathLike | Iterable[Any]) -> Structure:
             path = Path(text)
             if not path.is_file():
                 raise ArchpruneError(f"structure file {path} not found")
-            where, text = str(path), path.read_text()
+            try:
+                where, text = str(path), path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ArchpruneError(f"structure file {path} is not text (binary data, e.g. an image?); "
+                                     "pass a YAML or JSON list of blocks") from None
         data = _load_text(text, where, json_first=where.endswith(".json"))
     if isinstance(data, dict) and "structure" in data:
         data = data["structure"]
