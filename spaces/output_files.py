@@ -30,9 +30,10 @@ _FIXES = {
 def os_error_message(err: OSError, path: Path | str | None = None, verb: str = "write") -> str:
     """One line: which path could not be written (or used), why, and what to do; ``path``: the
     output an atomic write was protecting."""
-    where = err.filename if err.filename is not None else path
+    where = path if path is not None else err.filename  # the output, not the temporary file beside it
     fix = _FIXES.get(err.errno or -1, err.strerror or str(err))
-    return f"cannot {verb} {where}: {fix}" + (f" ({path} is as it was)" if path and Path(path).exists() else "")
+    kept = " (the file there before is as it was)" if path is not None and Path(path).exists() else ""
+    return f"cannot {verb} {where}: {fix}{kept}"
 
 
 @contextlib.contextmanager
