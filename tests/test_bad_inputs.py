@@ -223,8 +223,8 @@ READ_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
                                  "it is a file, not a folder"),
     "pareto on a read-only disk": (lambda r: ["pareto", str(r)], "the file system is read-only; write somewhere else"),
     "pareto on a full disk": (lambda r: ["pareto", str(r)],
-                              f"cannot write {r / 'pareto.json'}: no space left on the disk; free some and run "
-                              "the command again (the file there before is as it was)"),
+                              "/pareto.json: no space left on the disk; free some and run the command again "
+                              "(the file there before is as it was)"),
 }
 
 
