@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")
     demo.add_argument("--out", default="results/demo", help="where to write the demo's files")
-    demo.add_argument("--trials", type=positive_int, default=None, help="candidates to evaluate (default 128)")
+    demo.add_argument("--trials", type=positive_int, default=None, help="candidates to evaluate (default 96)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

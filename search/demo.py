@@ -18,7 +18,11 @@ from typing import Any
 DEMO_MODEL = "yolov8n-digits-elastic"
 DEMO_DATA = "digits-det"
 DEMO_OBJECTIVES = "latency_ms:min,flops_g:min,map50_95:max"
-DEMO_TRIALS = 128  # 16 first-generation candidates + 7 generations of 16: about 5 minutes on 2 cores
+DEMO_TRIALS = 96  # 16 first-generation candidates + 5 generations of 16
+# The proxy's val images. The search default (200) made the demo take 19 minutes once evaluation
+# followed `yolo val` (multi-label NMS keeps up to 300 boxes an image, the rect canvas is 192 px);
+# 100 images halve the proxy's cost per candidate (BENCHMARKS.md has the demo's time).
+DEMO_VAL_IMAGES = 100
 
 
 def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dict[str, Any]:
@@ -32,7 +36,8 @@ def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dic
     print(f"[1/3] data    {DEMO_DATA}: {len(data.images('train'))} train / {len(data.images('val'))} val images, "
           f"{data.nc} classes ({data.yaml_path}) in {time.perf_counter() - start:.1f}s", flush=True)
     settings = RunSettings(model=DEMO_MODEL, data=DEMO_DATA, objectives=DEMO_OBJECTIVES, trials=trials,
-                           driver="nsga2", population=16, offspring=16, latency_runs=20, run=out.name,
+                           driver="nsga2", population=16, offspring=16, latency_runs=20, val_images=DEMO_VAL_IMAGES,
+                           run=out.name,
                            results=str(out.parent))
     print(f"[2/3] search  NSGA-II, {trials} candidates: channel-pruned {DEMO_MODEL}, each built, exported to ONNX, "
           "timed in onnxruntime and scored by mAP50-95 after BatchNorm recalibration", flush=True)
