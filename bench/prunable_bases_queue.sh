@@ -8,8 +8,18 @@
 # The proxy-fidelity benchmark runs on core 1 and the outcome benchmark on core 0, one torch
 # thread each (two torch jobs on 2 cores only work when each has its own core). The shipped bases
 # are used by name; their own training commands are in spaces/models/zoo.py and BENCHMARKS.md.
+#
+# Hours of runs must not see the code change under them (a search started mid-edit once crashed on
+# half-written modules): run the queue from its own worktree, pinned to a commit, sharing the venv:
+#
+#   git worktree add --detach ~/archprune-bench HEAD && ln -s "$PWD/.venv" ~/archprune-bench/.venv
+#   cd ~/archprune-bench && nohup bash bench/prunable_bases_queue.sh > ~/archprune-runs/queue.log 2>&1 &
+#
+# (the venv's editable install points at the main tree; PYTHONPATH below makes every process,
+# workers included, import this tree instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RUNS=${ARCHPRUNE_RUNS:-$HOME/archprune-runs}
 BASES=plain=yolov8n-digits,sparse=yolov8n-digits-sparse,elastic=yolov8n-digits-elastic
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
