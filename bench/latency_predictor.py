@@ -23,7 +23,7 @@ import numpy as np
 
 from evaluators.latency_lut import LatencyPredictor, default_grid, load_table, measure_table, new_table
 from evaluators.latency_lut.measure import calibrate, measure_model
-from search.cli_latency_table import calibration_genomes, calibration_space
+from evaluators.latency_lut.calibration_models import calibration_genomes, calibration_space
 
 
 def distinct(space: Any, rng: np.random.Generator, n: int, avoid: list) -> list:

@@ -84,7 +84,7 @@ def rescore_model(row: Path, recovery: Recovery) -> None:
 def one_shot_baseline(row: Path, source: str, ratio: float, importance: str, global_pruning: bool,
                       recovery: Recovery) -> dict[str, Any]:
     """Torch-Pruning's MetaPruner at one ratio (uniform) or one threshold (global), bisected to the budget."""
-    from spaces.baseline_pruning import prune_to_flops
+    from search.baseline_pruning import prune_to_flops
     from spaces.models import load_model, save_checkpoint
 
     pruned, channel_ratio = prune_to_flops(load_model(source), recovery.imgsz, ratio, importance=importance,
@@ -123,7 +123,7 @@ def iterative_recipe(row: Path, source: str, ratio: float, steps: int, importanc
     """k prune steps to FLOPs targets ratio^(i/k) of the base, each followed by epochs/k recovery epochs;
     returns the final last.pt. Every step is resumable (its pruned.pt, its fine-tune's last.pt)."""
     from evaluators.flops import count_flops_params
-    from spaces.baseline_pruning import prune_to_flops
+    from search.baseline_pruning import prune_to_flops
     from spaces.models import load_model, save_checkpoint
 
     model = load_model(source)

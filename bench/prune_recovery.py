@@ -20,7 +20,7 @@ from evaluators.data import load_data_config
 from evaluators.detection_eval import evaluate_detector
 from evaluators.flops import count_flops_params
 from evaluators.training.trainer import TrainSettings, train
-from spaces.baseline_pruning import prune_to_flops
+from search.baseline_pruning import prune_to_flops
 from spaces.models import load_model, save_checkpoint
 
 

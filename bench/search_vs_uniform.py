@@ -33,7 +33,7 @@ from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
 from evaluators.training.trainer import TrainSettings, train
 from search.job import build_space, load_inputs, run_search
 from search.settings import RunSettings
-from spaces.baseline_pruning import prune_with_ratio
+from search.baseline_pruning import prune_with_ratio
 from spaces.models import load_model, save_checkpoint
 
 LATENCY_RUNS = 200  # the final comparison: more runs than the search used

@@ -155,6 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from search.job import run_search
+    from search.report import report_front
 
     settings = settings_from_args(args)
     result = run_search(settings, progress=not args.no_progress and sys.stderr.isatty())
@@ -179,45 +180,12 @@ def _refuse_all_failed(records: list[Any], run_dir: Path) -> None:
 def _report(run: str, storage: str | None, results: str, as_json: bool, hv_ref: str | None, out: str | None,
             plots: bool, max_drop: str | None = None) -> dict[str, Any]:
     from search.pick import parse_max_drop
+    from search.report import report_front
     from search.runs import open_run
 
     drop = parse_max_drop(max_drop)  # before opening the run: a typo costs nothing
     handle = open_run(run, storage=storage, results=results)
     return report_front(handle.store, handle.name, Path(out) if out else handle.folder, as_json, hv_ref, plots, drop)
-
-
-def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
-                 plots: bool, max_drop: float | None = None) -> dict[str, Any]:
-    """Print a run's front (table or JSON) and write pareto.csv/json and, with ``plots``, png/html and
-    (channel-space runs) pick.png."""
-    from search.pareto import pareto_front
-    from search.pick import DEFAULT_MAX_DROP, choose_pick, pick_widths
-    from search.plots import plot_html, plot_png, plot_widths
-    from search.report import front_json, front_table, write_front_files
-
-    reference = None
-    if hv_ref:
-        try:
-            reference = [float(v) for v in hv_ref.split(",")]
-        except ValueError:
-            raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
-    records = store.records()
-    pf = pareto_front(records, store.objectives, reference)
-    pick = choose_pick(pf, records, DEFAULT_MAX_DROP if max_drop is None else max_drop)
-    written = write_front_files(pf, pick, folder)
-    if plots and len(pf.objectives) >= 2:
-        written["png"] = plot_png(pf, records, folder / "pareto.png", name, pick)
-        written["html"] = plot_html(pf, records, folder / "pareto.html", name, pick)
-    widths = pick_widths(pick, records) if plots else None
-    if widths is not None:  # channel-space runs only: the others have no channel groups to draw
-        written["pick"] = plot_widths(widths, folder / "pick.png", name)
-    summary = front_json(pf, pick)
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        print(front_table(pf, pick))
-        print("wrote " + ", ".join(str(p) for p in written.values()))
-    return summary
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:

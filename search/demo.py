@@ -27,8 +27,8 @@ DEMO_VAL_IMAGES = 100
 
 def run_demo(out: Path, trials: int = DEMO_TRIALS, progress: bool = True) -> dict[str, Any]:
     from evaluators.data import load_data_config
-    from search.cli_search import report_front
     from search.job import run_search
+    from search.report import report_front
     from search.settings import RunSettings
 
     start = time.perf_counter()

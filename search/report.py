@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from search.objectives import METRICS
-from search.pareto import ParetoFront
-from search.pick import Pick
+from search.pareto import ParetoFront, pareto_front
+from search.pick import DEFAULT_MAX_DROP, Pick, choose_pick, pick_widths
+from spaces.errors import ArchpruneError
 from spaces.output_files import atomic_output, make_folder, write_text
 
 
@@ -95,3 +96,34 @@ def write_front_files(pf: ParetoFront, pick: Pick, folder: Path) -> dict[str, Pa
         writer.writeheader()
         writer.writerows(rows)
     return paths
+
+
+def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str | None,
+                 plots: bool, max_drop: float | None = None) -> dict[str, Any]:
+    """Print a run's front (table or JSON) and write pareto.csv/json and, with ``plots``, png/html and
+    (channel-space runs) pick.png."""
+    from search.plots import plot_html, plot_png, plot_widths  # matplotlib and plotly load only when drawing
+
+    reference = None
+    if hv_ref:
+        try:
+            reference = [float(v) for v in hv_ref.split(",")]
+        except ValueError:
+            raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
+    records = store.records()
+    pf = pareto_front(records, store.objectives, reference)
+    pick = choose_pick(pf, records, DEFAULT_MAX_DROP if max_drop is None else max_drop)
+    written = write_front_files(pf, pick, folder)
+    if plots and len(pf.objectives) >= 2:
+        written["png"] = plot_png(pf, records, folder / "pareto.png", name, pick)
+        written["html"] = plot_html(pf, records, folder / "pareto.html", name, pick)
+    widths = pick_widths(pick, records) if plots else None
+    if widths is not None:  # channel-space runs only: the others have no channel groups to draw
+        written["pick"] = plot_widths(widths, folder / "pick.png", name)
+    summary = front_json(pf, pick)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(front_table(pf, pick))
+        print("wrote " + ", ".join(str(p) for p in written.values()))
+    return summary

@@ -13,10 +13,18 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from spaces.baseline_pruning import protected_layers
 from spaces.errors import ArchpruneError
+from spaces.models import YOLODetector
 from spaces.models.blocks import Attention
 from spaces.tp_compat import dependency_graph
+
+
+def protected_layers(model: nn.Module) -> list[nn.Module]:
+    """Layers no pruning may touch: a detector's final prediction convs and its DFL."""
+    if isinstance(model, YOLODetector):
+        head = model.head
+        return [head.dfl] + [seq[-1] for seq in head.cv2] + [seq[-1] for seq in head.cv3]
+    return []
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evaluators.flops import count_flops_params
-from spaces.baseline_pruning import prune_to_flops
+from search.baseline_pruning import prune_to_flops
 from spaces.errors import ArchpruneError
 from spaces.models import build_model, load_model, save_checkpoint
 from tests.conftest import shared_path

@@ -16,7 +16,8 @@ from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, Latency
                                     default_grid, keys_for, load_table, measure_for, measure_table, new_table)
 from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
-from search.cli_latency_table import add_latency_table_parser, calibration_models, provider_name
+from evaluators.latency_lut.calibration_models import calibration_models
+from search.cli_latency_table import add_latency_table_parser, provider_name
 from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace, parse_structure, structure_to_dicts
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError

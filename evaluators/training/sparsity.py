@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spaces.baseline_pruning import protected_layers
+from spaces.channel_groups import protected_layers
 from spaces.channel_space import ChannelSpace
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import Attention

@@ -10,17 +10,10 @@ import torch
 from torch import nn
 
 from evaluators.flops import count_flops_params
+from spaces.channel_groups import protected_layers
 from spaces.errors import ArchpruneError
-from spaces.models import YOLODetector
 from spaces.models.blocks import Attention
 from spaces.tp_compat import customized_pruners, importance as tp_importance
-
-def protected_layers(model: nn.Module) -> list[nn.Module]:
-    """Layers no pruning may touch: a detector's final prediction convs and its DFL."""
-    if isinstance(model, YOLODetector):
-        head = model.head
-        return [head.dfl] + [seq[-1] for seq in head.cv2] + [seq[-1] for seq in head.cv3]
-    return []
 
 
 def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str = "l1",
