@@ -277,10 +277,10 @@ class _Loop:
         try:
             return self.space.validate(proposal.genome), proposal
         except InvalidGenome:
-            repair = getattr(self.space, "repair", None)
-            if repair is None:
+            repaired = self.space.repair(proposal.genome)
+            if repaired is None:
                 raise
-            genome = self.space.validate(repair(proposal.genome))
+            genome = self.space.validate(repaired)
             if proposal.trial is not None:
                 proposal.trial.set_user_attr("repaired_to", list(genome))
                 self.store.close_duplicate(proposal.trial, None)

@@ -47,6 +47,16 @@ class SearchSpace(abc.ABC):
         """Named reference candidates a search evaluates first (optional; none by default)."""
         return []
 
+    def repair(self, genome: Genome) -> Genome | None:
+        """A legal genome near an illegal one (optional): a sampler that picks genes one by one can
+        propose combinations the space forbids. None (the default): the space cannot repair."""
+        return None
+
+    def analytic_metrics(self, genome: Genome, imgsz: int | None = None) -> dict[str, float]:
+        """Metrics known from the genome alone, without building the network (optional; none by
+        default): a driver checks budgets on them before anything is evaluated."""
+        return {}
+
     def validate(self, genome: Genome) -> Genome:
         genome = tuple(int(g) for g in genome)
         if len(genome) != len(self.genes):

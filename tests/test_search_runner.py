@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pytest
 
@@ -249,3 +250,12 @@ def test_sigterm_leaves_a_consistent_store_and_the_same_command_resumes(driver: 
     complete = [t for t in optuna.load_study(study_name="t", storage=url).get_trials()
                 if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 16 == len({tuple(sorted(t.params.items())) for t in complete})
+
+
+def test_optional_space_hooks_have_declared_defaults() -> None:
+    """Drivers and the runner call ``repair`` and ``analytic_metrics`` on every space: a space that
+    does not override them cannot repair and has no genome-only metrics."""
+    space = ToySpace()
+    genome = space.sample(np.random.default_rng(0))
+    assert space.repair(genome) is None
+    assert space.analytic_metrics(genome, 32) == {}

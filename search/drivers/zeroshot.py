@@ -36,10 +36,9 @@ class ZeroShotDriver(Driver):
         self.constraints = list(constraints)
 
     def _breaks_budget(self, genome: Genome) -> bool:
-        analytic = getattr(self.space, "analytic_metrics", None)
-        if analytic is None or not self.constraints:
+        if not self.constraints:
             return False
-        metrics = analytic(genome, self.imgsz)
+        metrics = self.space.analytic_metrics(genome, self.imgsz)
         return any(c.violation(float(metrics[c.name])) > 0 for c in self.constraints if c.name in metrics)
 
     def ask(self) -> list[Proposal]:
