@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from evaluators.coco_metrics import DetectionMetrics
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
+from evaluators.image_size import image_size_problem
 from evaluators.postprocess import DEFAULT_EVAL_NMS, check_nms_rule, non_max_suppression, scale_boxes_to_original
 from spaces.errors import ArchpruneError
 
@@ -23,8 +24,11 @@ def evaluation_convention(nms: str = DEFAULT_EVAL_NMS) -> str:
 
 
 def check_imgsz(size: int) -> int:
-    if size % 32:
-        raise ArchpruneError(f"image size {size} is not a multiple of 32 (the detector's largest stride)")
+    """The one image-size rule (``evaluators.image_size``), for sizes that come from a checkpoint or
+    from Python callers rather than a command-line flag."""
+    problem = image_size_problem(int(size))
+    if problem:
+        raise ArchpruneError(f"image size {problem}")
     return int(size)
 
 

@@ -172,7 +172,7 @@ def _refuse_all_failed(records: list[Any], run_dir: Path) -> None:
     not "front: 0 of 0 feasible" and exit 0."""
     if not records or not all(r.failed for r in records):
         return
-    first = next((r.error.strip().splitlines()[0] for r in records if (r.error or "").strip()), "unknown")
+    first = next((r.reason for r in records if r.reason), "unknown")
     raise ArchpruneError(f"{len(records)} of {len(records)} trials failed: {first} (every trial in "
                          f"{run_dir / 'search.log'}); fix the input and start a new --run")
 

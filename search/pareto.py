@@ -32,8 +32,7 @@ class ParetoFront:
 
     def failure_reasons(self) -> dict[str, int]:
         """How many trials failed for each reason (the first line of the error), most common first."""
-        return dict(Counter((r.error or "unknown").strip().splitlines()[0] if (r.error or "").strip() else "unknown"
-                            for r in self.failed).most_common())
+        return dict(Counter(r.reason or "unknown" for r in self.failed).most_common())
 
 
 def _minimised(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> np.ndarray:

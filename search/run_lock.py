@@ -23,11 +23,20 @@ STORE_LOCK_NAME = "store.lock"
 
 
 @contextlib.contextmanager
+def _lock_file(run_dir: Path, name: str) -> Iterator[int]:
+    """An open descriptor on ``run_dir/name``; closing it at the end drops any flock taken on it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def run_lock(run_dir: Path, run: str, shared: bool) -> Iterator[None]:
     """Hold ``run_dir``'s search lock for the block; another holder is a one-line error."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with _lock_file(run_dir, LOCK_NAME) as fd:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -38,18 +47,12 @@ def run_lock(run_dir: Path, run: str, shared: bool) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
-    finally:
-        os.close(fd)  # closing drops the flock
 
 
 @contextlib.contextmanager
 def store_creation_lock(run_dir: Path) -> Iterator[None]:
     """Serialise opening (and so creating) the run's store: two processes creating one new SQLite
     store at once made the second die with an alembic IntegrityError."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / STORE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with _lock_file(run_dir, STORE_LOCK_NAME) as fd:
         fcntl.flock(fd, fcntl.LOCK_EX)  # blocking: the other process is done in a moment
         yield
-    finally:
-        os.close(fd)

@@ -149,8 +149,9 @@ class RunSettings:
                      "finetune_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.imgsz is not None and image_size_problem(self.imgsz):
-            raise ArchpruneError(f"--imgsz: {image_size_problem(self.imgsz)}")
+        problem = image_size_problem(self.imgsz) if self.imgsz is not None else None
+        if problem:
+            raise ArchpruneError(f"--imgsz: {problem}")
         if self.trials is not None and self.trials < 1:
             raise ArchpruneError(f"--trials must be at least 1, got {self.trials}")
         if self.trials is None and self.time_budget is None:

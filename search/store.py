@@ -88,6 +88,12 @@ class TrialRecord:
     def feasible(self) -> bool:
         return not self.failed and self.violation == 0.0 and all(math.isfinite(v) for v in self.values)
 
+    @property
+    def reason(self) -> str | None:
+        """Why the candidate failed, in one line (the error's first), or None without error text."""
+        lines = (self.error or "").strip().splitlines()
+        return lines[0] if lines else None
+
 
 def _make_record(number: int, genome: Genome, state: TrialState, values: Sequence[float] | None,
                  user_attrs: dict[str, Any], constraints: dict[str, float] | None) -> TrialRecord:

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from evaluators.image_size import STRIDE  # the detector's largest stride: one definition
+
 PAD_VALUE = 114  # Ultralytics' grey
 RECT_PAD = 0.5  # Ultralytics' val-time rect padding, in strides: the long side becomes imgsz + 32
-STRIDE = 32
 
 
 def resize_long_side(img: np.ndarray, imgsz: int) -> np.ndarray:
