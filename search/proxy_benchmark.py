@@ -13,7 +13,6 @@ JSON-lines cache as soon as it exists: an interrupted run resumes where it stopp
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import os
@@ -22,7 +21,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from evaluators.table_lookup import Table, table_columns
 from evaluators.zero_shot import SCORES, Minibatch, cifar10_batch
-from spaces.errors import ArchpruneError
+from spaces.errors import ArchpruneError, did_you_mean
 from spaces.models.nb201_net import OPS, NB201Network
 from spaces.nb201_space import arch_to_genome
 
@@ -62,7 +61,7 @@ def resolve_proxies(names: str | Sequence[str] | None) -> tuple[str, ...]:
         raise ArchpruneError(f"no score named; choose from {', '.join(ALL_PROXIES)}")
     for name in items:
         if name not in ALL_PROXIES:
-            raise ArchpruneError(f"unknown score {name!r}{_did_you_mean(name, ALL_PROXIES)}; "
+            raise ArchpruneError(f"unknown score {name!r}{did_you_mean(name, ALL_PROXIES)}; "
                                  f"choose from {', '.join(ALL_PROXIES)}")
     return tuple(dict.fromkeys(items))
 
@@ -72,12 +71,7 @@ def check_accuracy_column(table_path: str | Path, column: str) -> None:
     columns = table_columns(table_path)
     if column not in columns:
         raise ArchpruneError(f"table {Path(table_path).name} has no accuracy column {column!r}"
-                             f"{_did_you_mean(column, columns)}; its columns are {', '.join(columns)}")
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+                             f"{did_you_mean(column, columns)}; its columns are {', '.join(columns)}")
 
 
 def score_batch(name: str, batch: int | None) -> int:

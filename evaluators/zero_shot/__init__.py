@@ -13,7 +13,6 @@ True
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from evaluators.zero_shot.naswot import naswot_score
 from evaluators.zero_shot.snip import snip_score
 from evaluators.zero_shot.synflow import synflow_score
 from evaluators.zero_shot.zen import zen_score
-from spaces.errors import ArchpruneError
+from spaces.errors import ArchpruneError, did_you_mean
 
 __all__ = [
     "DEFAULT_BATCH", "ENTROPY_WEIGHTS", "SCORES", "Minibatch", "ScoreSpec", "aggregate_entropy", "cifar10_batch",
@@ -64,9 +63,7 @@ def resolve_scores(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
         raise ArchpruneError(f"no zero-shot score named; choose from {', '.join(SCORES)}")
     for name in items:
         if name not in SCORES:
-            close = difflib.get_close_matches(name, SCORES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ArchpruneError(f"unknown zero-shot score {name!r}{hint}; valid scores are {', '.join(SCORES)}")
+            raise ArchpruneError(f"unknown zero-shot score {name!r}{did_you_mean(name, SCORES)}; valid scores are {', '.join(SCORES)}")
     return tuple(dict.fromkeys(items))
 
 
