@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric
+from evaluators.flops import FLOPS, PARAMS
+from evaluators.zero_shot_evaluator import ENTROPY
 
 
 class BlockAnalyticEvaluator(Evaluator):
-    directions = {"flops_g": "min", "params_m": "min", "backbone_flops_g": "min", "backbone_params_m": "min",
-                  "layers": "min", "entropy": "max"}
+    # the backbone alone (the searched part); flops_g / params_m are the whole detector's
+    metrics = (FLOPS, PARAMS, Metric("backbone_flops_g", "min", "GFLOPs", 0.0),
+               Metric("backbone_params_m", "min", "M params", 0.0), Metric("layers", "min", "layers", 1.0),
+               ENTROPY)
     cost = 0
     name = "analytic"
     needs_model = False

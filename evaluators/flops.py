@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import nn
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from spaces.models.blocks import Attention
 
 COUNT_SIZE = 64  # conv FLOPs scale with pixels: counting small and scaling is exact for sizes divisible by 32
@@ -26,12 +26,20 @@ def count_flops_params(model: nn.Module, imgsz: int) -> dict[str, float]:
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
+FLOPS = Metric("flops_g", "min", "GFLOPs", 0.0)
+PARAMS = Metric("params_m", "min", "M params", 0.0)
+
+
 class FlopsEvaluator(Evaluator):
     """``flops_g`` and ``params_m`` of the candidate at its image size (cheap: runs first)."""
 
-    directions = {"flops_g": "min", "params_m": "min"}
+    metrics = (FLOPS, PARAMS)
     cost = 0
     name = "flops"
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "FlopsEvaluator":
+        return cls()
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         return count_flops_params(candidate.model, candidate.imgsz)

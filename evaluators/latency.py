@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.onnx_export import export_onnx, onnx_session
 from spaces.errors import ArchpruneError
 
@@ -104,18 +104,43 @@ def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = No
     return {**result, **_provenance("", f"torch {torch.__version__}", threads or previous, runs)}
 
 
+BACKENDS = ("ort", "torch")  # onnxruntime on the exported ONNX model, or torch eager
+
+
+def check_backend(backend: str, or_else: str = "") -> None:
+    if backend not in BACKENDS:
+        raise ArchpruneError(f"unknown latency backend {backend!r}; use {', '.join(map(repr, BACKENDS))}{or_else}")
+
+
+LATENCY = Metric("latency_ms", "min", "ms", 0.0)
+LATENCY_P90 = Metric("latency_p90_ms", "min", "ms", 0.0)
+
+
 class LatencyEvaluator(Evaluator):
     """Latency measured on this machine: ONNX + onnxruntime (default) or torch eager."""
 
-    directions = {"latency_ms": "min", "latency_p90_ms": "min"}
+    metrics = (LATENCY, LATENCY_P90)
+    on_target = True  # it times this machine: on a cluster, the worker marked as the target device
     cost = 5
     name = "latency"
 
     def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
                  providers: list[str] | None = None) -> None:
-        if backend not in ("ort", "torch"):
-            raise ArchpruneError(f"unknown latency backend {backend!r}; use 'ort' or 'torch'")
+        check_backend(backend)
         self.backend, self.threads, self.runs, self.warmup, self.providers = backend, threads, runs, warmup, providers
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "LatencyEvaluator | None":
+        if run.settings.latency.startswith("predict:"):
+            return None  # predicted from a table (PredictedLatencyEvaluator)
+        return cls.measuring(run.settings)
+
+    @classmethod
+    def measuring(cls, settings: Any) -> "LatencyEvaluator":
+        """Measured on this machine with a run's settings (with --latency predict:, by onnxruntime)."""
+        backend = "ort" if settings.latency.startswith("predict:") else settings.latency
+        return cls(backend, threads=settings.threads, runs=settings.latency_runs, warmup=settings.latency_warmup,
+                   providers=settings.providers)
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
         with measurement_lock():

@@ -3,18 +3,19 @@
 Cheaper than measuring (cost 1 vs 5: no export, no timed runs, no lock), so a search can score
 thousands of candidates for a device it is not running on. Predictions are only as good as the
 table and its correction, so the front is meant to be re-measured: after the search, rebuild each
-candidate of the predicted Pareto front, measure it on the target with ``remeasure`` (the
-``LatencyEvaluator`` under the machine's measurement lock), store the measured values beside the
-predicted ones and recompute the front from them. The re-measured candidates can also refit the
+candidate of the predicted Pareto front, measure it on the target (``archprune search`` does this
+with the ``LatencyEvaluator``, under the machine's measurement lock) and store the measured values
+beside the predicted ones. The re-measured candidates can also refit the
 table's correction (``LatencyPredictor.fit``) for the next run.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, RunContext
+from evaluators.latency import LATENCY
 from evaluators.latency_lut import LatencyPredictor, LatencyTable, load_table
 
 PROVENANCE = ("host", "cpu", "onnxruntime", "provider", "threads")
@@ -23,9 +24,14 @@ PROVENANCE = ("host", "cpu", "onnxruntime", "provider", "threads")
 class PredictedLatencyEvaluator(Evaluator):
     """``latency_ms`` from a latency table, with the table's provenance (where it was measured)."""
 
-    directions = {"latency_ms": "min"}
+    metrics = (LATENCY,)
     cost = 1
     name = "latency"
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "PredictedLatencyEvaluator | None":
+        latency = run.settings.latency
+        return cls(latency[len("predict:"):]) if latency.startswith("predict:") else None
 
     def __init__(self, lut_path: str | os.PathLike) -> None:
         self.path = Path(lut_path)
@@ -46,13 +52,3 @@ class PredictedLatencyEvaluator(Evaluator):
         provenance = {k: self.table.provenance.get(k) for k in PROVENANCE}
         return {"latency_ms": ms, "latency_source": f"predicted:{self.path.name}", "target": self.table.target,
                 **provenance}
-
-
-def remeasure(candidates: Iterable[Candidate], measure: Evaluator | None = None) -> list[dict[str, Any]]:
-    """Measured latency (default: ``LatencyEvaluator()`` on this machine) of a few candidates, e.g.
-    the predicted front, each marked ``latency_source: measured``."""
-    if measure is None:
-        from evaluators.latency import LatencyEvaluator
-
-        measure = LatencyEvaluator()
-    return [{**measure.evaluate(c), "latency_source": "measured"} for c in candidates]

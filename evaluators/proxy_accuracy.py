@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.bn_recalibration import recalibrate_bn
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
 from evaluators.detection_eval import evaluate_detector
@@ -20,6 +20,10 @@ def calibration_images(data: DataConfig, imgsz: int, batches: int = 8, batch_siz
     return [batch["img"] for batch in loader]
 
 
+MAP50_95 = Metric("map50_95", "max", "mAP50-95", 0.0, 1.0)
+MAP50 = Metric("map50", "max", "mAP50", 0.0, 1.0)
+
+
 class AdaptiveBNMapEvaluator(Evaluator):
     """mAP50-95 / mAP50 after BN recalibration on ``calib_batches`` training batches.
 
@@ -27,9 +31,17 @@ class AdaptiveBNMapEvaluator(Evaluator):
     so every candidate is scored on exactly the same data.
     """
 
-    directions = {"map50_95": "max", "map50": "max"}
+    metrics = (MAP50_95, MAP50)
+    needs_data = True
     cost = 10
     name = "proxy"
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "AdaptiveBNMapEvaluator | None":
+        settings = run.settings
+        if settings.proxy != "adaptive-bn":
+            return None
+        return cls(run.data, run.imgsz, calib_batches=settings.calib_batches, val_images=settings.val_images)
 
     def __init__(self, data: DataConfig | str, imgsz: int, calib_batches: int = 8, batch_size: int = 16,
                  val_images: int = 200, recalibrate: bool = True) -> None:

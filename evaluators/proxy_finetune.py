@@ -14,16 +14,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, RunContext
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
 from evaluators.detection_eval import evaluate_detector
+from evaluators.proxy_accuracy import MAP50, MAP50_95
 from evaluators.training.loss import DetectionLoss
 
 
 class FinetuneMapEvaluator(Evaluator):
-    directions = {"map50_95": "max", "map50": "max"}
+    metrics = (MAP50_95, MAP50)
+    needs_data = True
     cost = 50
     name = "proxy"
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "FinetuneMapEvaluator | None":
+        settings = run.settings
+        if settings.proxy != "finetune":
+            return None
+        return cls(run.data, run.imgsz, steps=settings.finetune_steps, val_images=settings.val_images,
+                   seed=settings.seed)
 
     def __init__(self, data: DataConfig | str, imgsz: int, steps: int = 200, batch_size: int = 16, lr: float = 5e-4,
                  val_images: int = 200, seed: int = 0) -> None:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric
 from spaces.errors import ArchpruneError
 
 KEY = "arch_str"
@@ -78,6 +78,7 @@ class Table:
 class TableEvaluator(Evaluator):
     """Returns the named columns of the candidate's row; ``directions`` come from the objectives."""
 
+    metrics = (Metric("top1", "max", "top-1", 0.0, 1.0),)  # and whatever columns the table has
     cost = 0
     name = "table"
     needs_model = False  # a lookup: the candidate network is never built

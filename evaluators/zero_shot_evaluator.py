@@ -10,11 +10,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from evaluators._base import Candidate, Evaluator
+from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.zero_shot import DEFAULT_BATCH, SCORES, Minibatch, cifar10_batch, resolve_scores
 from spaces.errors import ArchpruneError
 
 DataSpec = Minibatch | str | os.PathLike | None
+ENTROPY = Metric("entropy", "max")  # MAE-DET's; the block space also computes it analytically
 
 
 class ZeroShotEvaluator(Evaluator):
@@ -27,8 +28,13 @@ class ZeroShotEvaluator(Evaluator):
     degenerate network) is stored as -inf with the reason in ``zero_shot_notes``.
     """
 
+    metrics = tuple(ENTROPY if name == "entropy" else Metric(name, "max") for name in SCORES)  # higher is better
     cost = 2  # between flops (0) and latency (5)
     name = "zero_shot"
+
+    @classmethod
+    def for_run(cls, run: RunContext) -> "ZeroShotEvaluator":
+        return cls(sorted(run.wanted), seed=run.settings.seed, entropy_weights=run.settings.entropy_weights)
 
     def __init__(self, scores: Sequence[str] | str = tuple(SCORES), batch: int = DEFAULT_BATCH, seed: int = 0,
                  data: DataSpec = None, entropy_weights: str | Sequence[float] = "maedet",

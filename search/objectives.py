@@ -1,55 +1,38 @@
 """Objectives (``name:min|max``) and hard constraints (``name<=value`` / ``name>=value``).
 
-The metric names are the project's conventions; a typo gets a one-line error with the nearest
-known name, before any model is loaded.
+The metric names are those the registered evaluators declare (``evaluators.registry``); a typo
+gets a one-line error with the nearest known name, before any model is loaded.
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from spaces.errors import ArchpruneError
-
-#: metric -> (natural direction, unit for axes and tables)
-METRICS: dict[str, tuple[str, str]] = {
-    "latency_ms": ("min", "ms"),
-    "latency_p90_ms": ("min", "ms"),
-    "flops_g": ("min", "GFLOPs"),
-    "params_m": ("min", "M params"),
-    "map50_95": ("max", "mAP50-95"),
-    "map50": ("max", "mAP50"),
-    "top1": ("max", "top-1"),
-    "layers": ("min", "layers"),
-    # a block-space detector's backbone alone (the searched part; flops_g / params_m are the whole detector)
-    "backbone_flops_g": ("min", "GFLOPs"),
-    "backbone_params_m": ("min", "M params"),
-    # training-free scores (evaluators/zero_shot): higher is better, no unit
-    "entropy": ("max", ""),
-    "zen": ("max", ""),
-    "naswot": ("max", ""),
-    "synflow": ("max", ""),
-    "snip": ("max", ""),
-    "grad_norm": ("max", ""),
-    "jacob_cov": ("max", ""),
-}
-ZERO_SHOT_METRICS = ("entropy", "zen", "naswot", "synflow", "snip", "grad_norm", "jacob_cov")
-# values a metric can take at all: a constraint outside them can never be met
-_RANGES: dict[str, tuple[float, float]] = {
-    "latency_ms": (0.0, math.inf), "latency_p90_ms": (0.0, math.inf), "flops_g": (0.0, math.inf),
-    "params_m": (0.0, math.inf), "map50_95": (0.0, 1.0), "map50": (0.0, 1.0), "top1": (0.0, 1.0),
-    "layers": (1.0, math.inf), "backbone_flops_g": (0.0, math.inf), "backbone_params_m": (0.0, math.inf),
-}
+from evaluators.registry import metric_table, metrics_of
+from spaces.errors import ArchpruneError, did_you_mean
 
 
-def check_metric(name: str, known: Iterable[str] = METRICS) -> str:
-    known = list(known)
+def known_metrics() -> list[str]:
+    """The project's metric names: every registered evaluator's (``evaluators.registry``)."""
+    return list(metric_table())
+
+
+def metric_unit(name: str) -> str:
+    """The unit axes and tables show for ``name`` ("" for scores and for a table's own columns)."""
+    metric = metric_table().get(name)
+    return metric.unit if metric else ""
+
+
+def zero_shot_metrics() -> list[str]:
+    return metrics_of("zero-shot")
+
+
+def check_metric(name: str, known: Iterable[str] | None = None) -> str:
+    known = known_metrics() if known is None else list(known)
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ArchpruneError(f"unknown metric {name!r}: {hint}known metrics are {', '.join(known)}")
+        raise ArchpruneError(f"unknown metric {name!r}{did_you_mean(name, known)}; known metrics are {', '.join(known)}")
     return name
 
 
@@ -84,7 +67,7 @@ class Constraint:
 def parse_objectives(spec: str | Iterable[str], known: Iterable[str] | None = None) -> list[Objective]:
     """``"latency_ms:min,map50_95:max"`` (or a list of such items) -> objectives, checked against
     ``known`` metric names (default: the project's metrics; a table search passes its columns)."""
-    known = list(METRICS if known is None else known)
+    known = known_metrics() if known is None else list(known)
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     if not items:
         raise ArchpruneError("no objectives given: use for example --objectives latency_ms:min,map50_95:max")
@@ -92,7 +75,8 @@ def parse_objectives(spec: str | Iterable[str], known: Iterable[str] | None = No
     for item in items:
         name, sep, direction = item.partition(":")
         name = check_metric(name.strip(), known)
-        direction = direction.strip() if sep else METRICS.get(name, ("",))[0]
+        declared = metric_table().get(name)
+        direction = direction.strip() if sep else (declared.direction if declared else "")
         if direction not in ("min", "max"):
             raise ArchpruneError(f"objective {item!r}: give a direction, {name}:min or {name}:max")
         objectives.append(Objective(name, direction))
@@ -110,12 +94,13 @@ def parse_constraint(text: str, known: Iterable[str] | None = None) -> Constrain
     if not match:
         raise ArchpruneError(f"constraint {text!r} is not 'name<=value' or 'name>=value' (for example latency_ms<=20)")
     name, op, raw = match.groups()
-    check_metric(name, METRICS if known is None else known)
+    check_metric(name, known)
     try:
         bound = float(raw)
     except ValueError:
         raise ArchpruneError(f"constraint {text!r}: {raw!r} is not a number") from None
-    low, high = _RANGES.get(name, (-math.inf, math.inf))
+    declared = metric_table().get(name)
+    low, high = (declared.low, declared.high) if declared else (-math.inf, math.inf)
     if (op == "<=" and bound < low) or (op == ">=" and bound > high) or (op == "<=" and bound == low == 0.0):
         raise ArchpruneError(f"constraint {text!r} can never be met: {name} lies in [{low:g}, {high:g}]")
     return Constraint(name, op, bound)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from search.objectives import METRICS, Objective
+from search.objectives import Objective, metric_unit
 from search.pareto import ParetoFront, pareto_front
 from search.store import TrialRecord
 from spaces.errors import ArchpruneError
@@ -87,7 +87,7 @@ class Pick:
 
 
 def _fmt(value: float, name: str) -> str:
-    unit = METRICS.get(name, ("", ""))[1]
+    unit = metric_unit(name)
     return f"{value:.4g}" + (f" {unit}" if unit in ("ms", "GFLOPs", "M params") else "")
 
 

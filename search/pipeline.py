@@ -49,14 +49,17 @@ class EvaluationPipeline:
             if name not in provided:
                 raise ArchpruneError(f"no evaluator computes {name!r}; the evaluators give {', '.join(sorted(provided))}")
 
-    def stages(self, pinned: str) -> list[list[str]]:
-        """The evaluator names split around the ``pinned`` one (cheaper ones, it, dearer ones), in cost
-        order: how a cluster runs latency on the target device and the rest anywhere, stage by stage."""
-        names = [e.name for e in self.evaluators]
-        if pinned not in names:
-            return [names]
-        at = names.index(pinned)
-        return [part for part in (names[:at], [pinned], names[at + 1:]) if part]
+    def stages(self) -> list[tuple[list[str], bool]]:
+        """The evaluator names in cost order, cut wherever ``on_target`` changes, each stage with whether
+        it must run on the target device: how a cluster runs a measured latency on the device and the
+        rest anywhere, stage by stage."""
+        stages: list[tuple[list[str], bool]] = []
+        for evaluator in self.evaluators:
+            if stages and stages[-1][1] == evaluator.on_target:
+                stages[-1][0].append(evaluator.name)
+            else:
+                stages.append(([evaluator.name], evaluator.on_target))
+        return stages
 
     def evaluate(self, genome: Genome, only: Sequence[str] | None = None) -> Outcome:
         """Score ``genome`` with every evaluator, or with the ones named in ``only`` (one stage)."""

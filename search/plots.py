@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import moocore
 import numpy as np
 
-from search.objectives import METRICS, Objective
+from search.objectives import Objective, metric_unit
 from search.pareto import ParetoFront
 from search.pick import Pick, Widths, accuracy_index, choose_pick
 from search.store import TrialRecord
@@ -24,7 +24,7 @@ from spaces.output_files import atomic_output
 
 
 def _label(o: Objective) -> str:
-    unit = METRICS.get(o.name, ("", ""))[1]
+    unit = metric_unit(o.name)
     better = "lower is better" if o.direction == "min" else "higher is better"
     return f"{o.name} [{unit}] ({better})" if unit else f"{o.name} ({better})"
 
@@ -197,7 +197,7 @@ def plot_html(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title
 def _cost_line(widths: Widths) -> str:
     def cost(r: TrialRecord) -> str:
         value = r.metrics.get(widths.cost_name or "")
-        unit = METRICS.get(widths.cost_name or "", ("", ""))[1]
+        unit = metric_unit(widths.cost_name or "")
         return f"{widths.cost_name} {value:.4g} {unit}".rstrip() if isinstance(value, (int, float)) else "cost unknown"
 
     line = f"pick {cost(widths.pick_trial)}"

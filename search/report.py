@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from search.objectives import METRICS
+from search.objectives import metric_unit
 from search.pareto import ParetoFront, pareto_front
 from search.pick import DEFAULT_MAX_DROP, Pick, choose_pick, pick_widths
 from spaces.errors import ArchpruneError
@@ -73,7 +73,7 @@ def front_table(pf: ParetoFront, pick: Pick) -> str:
         lines.append("  ".join(cells))
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
-    units = ", ".join(f"{c} {METRICS[c][1]}" for c in _columns(pf) if c in METRICS and METRICS[c][1])
+    units = ", ".join(f"{c} {metric_unit(c)}" for c in _columns(pf) if metric_unit(c))
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
     if pf.failed:

@@ -1,35 +1,12 @@
 """The whole models a latency table is calibrated on: candidates of the family the user will search
-(``--calibrate MODEL`` or ``blocks[:STRUCTURE]``), so the fitted correction sees the interpolation
-error the search will."""
+(the space ``--calibrate`` names, see ``search.space_recipes.calibration_space_for``), so the fitted
+correction sees the interpolation error the search will."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # torch and the spaces load only when a table is calibrated
-    from torch import nn
-
+if TYPE_CHECKING:
     from spaces._base import Genome, SearchSpace
-
-BLOCKS = "blocks"
-
-
-def names_blocks(source: str) -> bool:
-    """Whether a --calibrate value names the block space (``blocks`` or ``blocks:STRUCTURE``), not a model."""
-    return source == BLOCKS or source.startswith(BLOCKS + ":")
-
-
-def calibration_space(source: str, nc: int = 80) -> SearchSpace:
-    """The search space whose candidates calibrate the table: ``blocks`` or ``blocks:STRUCTURE`` (a
-    block space grown from the default or the given structure), else channel pruning of a model."""
-    if names_blocks(source):
-        from spaces.blocks import DEFAULT_STRUCTURE, BlockSpace
-
-        structure = source.partition(":")[2]
-        return BlockSpace(structure or DEFAULT_STRUCTURE, nc=nc)
-    from spaces.channel_space import ChannelSpace
-    from spaces.models import load_model
-
-    return ChannelSpace(load_model(source))
 
 
 def calibration_genomes(space: SearchSpace, n: int, seed: int = 0) -> list[Genome]:
@@ -47,7 +24,6 @@ def calibration_genomes(space: SearchSpace, n: int, seed: int = 0) -> list[Genom
     return genomes
 
 
-def calibration_models(source: str, n: int, seed: int = 0, nc: int = 80) -> list[nn.Module]:
-    """The models ``--calibrate SOURCE`` measures: see ``calibration_genomes``."""
-    space = calibration_space(source, nc)
+def calibration_models(space: SearchSpace, n: int, seed: int = 0) -> list[Any]:
+    """The built models of ``calibration_genomes``."""
     return [space.build(g) for g in calibration_genomes(space, n, seed)]

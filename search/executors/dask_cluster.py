@@ -3,8 +3,8 @@
 
 The pipeline (space + evaluators) reaches every worker once, as a worker plugin: the scheduler
 hands it to workers that join or restart later too. Each candidate is one task, or with
-``latency_resource`` three stages in cost order — the cheap evaluators anywhere, latency on a
-worker that advertises the resource (``dask worker ... --resources "TARGET=1"``, so one candidate
+``latency_resource`` stages in cost order — the cheap evaluators anywhere, those that declare
+``on_target`` (a measured latency) on a worker that advertises the resource (``dask worker ... --resources "TARGET=1"``, so one candidate
 at a time per device), the proxies anywhere — each stage only after the previous one met every
 budget. A worker lost mid-task is Dask's to handle: the scheduler re-runs the task on another
 worker, so the candidate is not lost (after ``distributed.scheduler.allowed-failures`` losses it is
@@ -26,9 +26,6 @@ from search.executors.process import pickled_pipeline
 from search.pipeline import EvaluationPipeline, Outcome
 from spaces._base import Genome
 from spaces.errors import ArchpruneError
-
-LATENCY_EVALUATOR = "latency"
-
 
 class PipelinePlugin(WorkerPlugin):
     """Holds the pickled pipeline on each worker; unpickled on first use (workers import torch lazily)."""
@@ -101,7 +98,8 @@ class DaskExecutor(Executor):
         self.client = connect(address, local_resources)
         self.plugin_name = "archprune-" + hashlib.sha256(payload).hexdigest()[:16]
         self.client.register_plugin(PipelinePlugin(payload), name=self.plugin_name)
-        self.stages = pipeline.stages(LATENCY_EVALUATOR) if latency_resource else [None]
+        # without a target resource: one task per candidate, every evaluator on one worker
+        self.stages: list[tuple[list[str] | None, bool]] = pipeline.stages() if latency_resource else [(None, False)]
         if latency_resource:
             self._check_resource()
         self.capacity = max(1, sum(self.client.nthreads().values()))
@@ -118,8 +116,7 @@ class DaskExecutor(Executor):
 
     def _run(self, genome: Genome) -> Outcome:
         start, outcome = time.monotonic(), None
-        for stage in self.stages:
-            pinned = stage == [LATENCY_EVALUATOR]
+        for stage, pinned in self.stages:
             left = None if self.timeout_s is None else max(1.0, self.timeout_s - (time.monotonic() - start))
             part = self._stage(genome, stage, {self.resource: 1} if pinned else None, left)
             outcome = part if outcome is None else outcome.then(part)
