@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any
 
-from search.job import channel_search_parts
+from search.space_recipes import space_recipe
 from search.runner import search
 from search.settings import RunSettings
 
@@ -36,7 +36,8 @@ def executor_kwargs(name: str) -> dict[str, Any]:
 
 def measure(workload: str, executor: str, candidates: int, seed: int) -> dict[str, Any]:
     settings = RunSettings(**WORKLOADS[workload], importance="l1", trials=candidates, seed=seed)
-    space, evaluators, imgsz, _ = channel_search_parts(settings)
+    parts = space_recipe("channels").build(settings)
+    space, evaluators, imgsz = parts.space, parts.evaluators, parts.imgsz
     finished: list[float] = []
     start = time.perf_counter()
     result = search(space, evaluators, settings.objective_list, imgsz=imgsz, driver="random", storage="memory",

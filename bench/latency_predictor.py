@@ -23,7 +23,8 @@ import numpy as np
 
 from evaluators.latency_lut import LatencyPredictor, default_grid, load_table, measure_table, new_table
 from evaluators.latency_lut.measure import calibrate, measure_model
-from evaluators.latency_lut.calibration_models import calibration_genomes, calibration_space
+from evaluators.latency_lut.calibration_models import calibration_genomes
+from search.space_recipes import calibration_space_for
 
 
 def distinct(space: Any, rng: np.random.Generator, n: int, avoid: list) -> list:
@@ -52,7 +53,7 @@ def main() -> None:
     report: dict[str, Any] = {"imgsz": imgsz, "entries": len(table.entries), "grid_s": round(grid_s)}
     speeds = []
     for seed, (family, held_out) in enumerate(families.items()):
-        space = calibration_space(family)
+        space = calibration_space_for(family)[0]
         fit_genomes = calibration_genomes(space, 5)
         family_table = load_table(path)
         calibrate(family_table, [space.build(g) for g in fit_genomes], imgsz, threads=args.threads, on=family)

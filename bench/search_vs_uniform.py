@@ -31,7 +31,8 @@ from evaluators.latency import measure_onnx_latency
 from evaluators.onnx_export import export_onnx
 from evaluators.proxy_accuracy import AdaptiveBNMapEvaluator
 from evaluators.training.trainer import TrainSettings, train
-from search.job import build_space, load_inputs, run_search
+from search.job import run_search
+from search.space_recipes.channels import build_space, load_inputs
 from search.settings import RunSettings
 from search.baseline_pruning import prune_with_ratio
 from spaces.models import load_model, save_checkpoint

@@ -75,7 +75,8 @@ def _open_table(out: Path, target: str, providers: list[str], threads: int | Non
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
     from evaluators.latency_lut import calibrate, default_grid, measure_table
-    from evaluators.latency_lut.calibration_models import calibration_models, names_blocks
+    from evaluators.latency_lut.calibration_models import calibration_models
+    from search.space_recipes import calibration_space_for
 
     if args.threads is not None and args.threads < 1:
         raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
@@ -88,13 +89,14 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
     table = _open_table(out, args.target, providers, args.threads)
     # built before the grid is measured, so a bad --calibrate fails in a second, not after the grid
-    models = calibration_models(args.calibrate, args.calibrate_candidates, nc=args.nc) if args.calibrate else []
+    models, what = [], ""
+    if args.calibrate:
+        space, what = calibration_space_for(args.calibrate, nc=args.nc)
+        models = calibration_models(space, args.calibrate_candidates)
     before, start = len(table.entries), time.perf_counter()
     table.complete = False
     measure_table(default_grid(args.imgsz, quick=args.quick), table, out, providers, args.threads, progress)
     if models:
-        what = ("the initial structure and random block-space detectors" if names_blocks(args.calibrate)
-                else f"{args.calibrate} and random channel-pruned variants")
         for imgsz in args.imgsz:
             fit = calibrate(table, models, imgsz, providers, args.threads, on=args.calibrate)
             table.save(out)

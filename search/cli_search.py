@@ -19,11 +19,10 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--imgsz": ("imgsz", dict(type=image_size, help="input size (default: the checkpoint's training size, else 640)")),
     "--objectives": ("objectives", dict(help="name:min|max,... (default latency_ms:min,map50_95:max)")),
     "--constraint": ("constraints", dict(action="append", help="hard budget, e.g. 'latency_ms<=20' (repeatable)")),
-    "--space": ("space", dict(help="channels (default: prune --model), blocks (TinyNAS-style backbones), nb201 (--table)")),
+    "--space": ("space", dict(help="the registered spaces")),  # see _help
     "--init": ("init", dict(help="--space blocks: the initial structure, YAML/JSON (default: YOLOv8n-sized)")),
     "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default) or damo")),
-    "--driver": ("driver", dict(help="nsga2 (default), random, zeroshot, optuna-nsga2, optuna-tpe, optuna-gp, "
-                                     "optuna-random")),
+    "--driver": ("driver", dict(help="the registered drivers")),
     "--trials": ("trials", dict(type=int, help="stop when the run holds N trials (default 100)")),
     "--time-budget": ("time_budget", dict(help="stop starting candidates after this long, e.g. 8h, 90m")),
     "--run": ("run", dict(help="run name (default: derived from the model; the same command resumes)")),
@@ -59,7 +58,7 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search pruned variants of a model (resumable; results/<run>/)")
     p.add_argument("--config", help="run.yaml with the same keys as these flags")
     for flag, (key, kwargs) in _SEARCH_FLAGS.items():
-        p.add_argument(flag, dest=key, default=argparse.SUPPRESS, **kwargs)
+        p.add_argument(flag, dest=key, default=argparse.SUPPRESS, **{**kwargs, **_registered_help(flag)})
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_search)
 
@@ -118,13 +117,25 @@ def _cmd_bench_drivers(args: argparse.Namespace) -> int:
         raise ArchpruneError(f"--budgets {args.budgets!r}: give whole numbers, comma-separated") from None
     drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
     for d in drivers:
-        if d not in DRIVERS:
-            raise ArchpruneError(f"unknown driver {d!r}; choose from {', '.join(DRIVERS)}")
+        DRIVERS.check(d)
     options = {k: v for k, v in (("population", args.population), ("offspring", args.offspring)) if v}
     say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = benchmark_drivers(args.table, args.objectives, budgets, args.seeds, drivers, options or None, say)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+def _registered_help(flag: str) -> dict[str, str]:
+    """--space and --driver list what is registered (plugins included), read when the parser is built."""
+    if flag == "--space":
+        from search.space_recipes import space_help
+
+        return {"help": space_help()}
+    if flag == "--driver":
+        from search.drivers import driver_help
+
+        return {"help": driver_help()}
+    return {}
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

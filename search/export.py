@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from search.runs import RunHandle
+from search.store import TrialRecord
 from spaces.errors import ArchpruneError
 from spaces.output_files import check_output_file, check_output_folder, make_folder, write_text
 
@@ -20,15 +21,9 @@ CONFIG_VERSION = 1
 
 def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalibrate_bn: bool = False,
                  say: Any = print) -> dict[str, Any]:
-    from evaluators.flops import count_flops_params
-    from evaluators.onnx_export import export_onnx
-    from search.job import build_space, load_inputs
-    from spaces.models import channel_layout, save_checkpoint
-    from spaces.models.checkpoint import state_dict_sha256
-
-    if handle.settings.space == "nb201":
-        raise ArchpruneError(f"run {handle.name!r} searched the nb201 space, whose candidates are "
-                             "table entries: their arch strings are in pareto.csv / pareto.json")
+    """Write trial ``trial`` of a run as files that rebuild it (its space's recipe says which)."""
+    recipe = handle.settings.recipe()
+    recipe.check_export(handle)
     record = next((r for r in handle.store.records() if r.number == trial), None)
     if record is None:
         raise ArchpruneError(f"run {handle.name!r} has no finished trial {trial} "
@@ -36,11 +31,19 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     if record.failed:
         raise ArchpruneError(f"trial {trial} of run {handle.name!r} failed ({record.error}); pick another trial")
     out = check_output_folder(Path(out) if out else handle.folder / "exports" / f"trial-{trial}")
-    if handle.settings.space == "blocks":
-        from search.export_blocks import export_block_trial
+    return recipe.export(handle, record, out, say, recalibrate_bn=recalibrate_bn)
 
-        return export_block_trial(handle, record, out, say)
-    settings = handle.settings
+
+def export_channel_trial(handle: RunHandle, record: TrialRecord, out: Path, say: Any = print,
+                         recalibrate_bn: bool = False) -> dict[str, Any]:
+    """A channel-pruning trial: config.json (kept indices), pruned.pt, model.onnx and summary.json."""
+    from evaluators.flops import count_flops_params
+    from evaluators.onnx_export import export_onnx
+    from search.space_recipes.channels import build_space, load_inputs
+    from spaces.models import channel_layout, save_checkpoint
+    from spaces.models.checkpoint import state_dict_sha256
+
+    settings, trial = handle.settings, record.number
     model, data, imgsz = load_inputs(settings)
     space = build_space(settings, model, data, imgsz)
     if [g.name for g in space.genes] != [g.name for g in handle.store.genes]:

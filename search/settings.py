@@ -19,7 +19,6 @@ from evaluators.image_size import image_size_problem
 from search.objectives import Constraint, Objective, parse_constraints, parse_objectives
 from spaces.errors import ArchpruneError
 
-SPACES = ("channels", "nb201", "blocks")
 PROXIES = ("adaptive-bn", "finetune")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
 # where the run is kept, not what it means: never part of the comparison
@@ -76,15 +75,21 @@ class RunSettings:
     results: str = "results"
 
     # -- parsed views ----------------------------------------------------------------------
-    def known_metrics(self) -> list[str] | None:
-        """Metric names objectives may use: a table's columns (and the training-free scores) for nb201,
-        else the project's metrics."""
-        if self.space != "nb201":
-            return None
-        from evaluators.table_lookup import table_columns
-        from search.objectives import ZERO_SHOT_METRICS
+    def recipe(self) -> Any:
+        """The ``search.space_recipes.SpaceRecipe`` of ``space`` (an unknown space is a one-line error)."""
+        from search.space_recipes import space_recipe
 
-        return table_columns(self.table) + list(ZERO_SHOT_METRICS)
+        return space_recipe(self.space)
+
+    def known_metrics(self) -> list[str] | None:
+        """Metric names objectives may use: the space's own (a table's columns for nb201), else the
+        registered evaluators'."""
+        return self.recipe().known_metrics(self)
+
+    def metric_names(self) -> list[str]:
+        """The metrics the objectives and constraints name, objectives first."""
+        names = [o.name for o in self.objective_list] + [c.name for c in self.constraint_list]
+        return list(dict.fromkeys(names))
 
     @property
     def objective_list(self) -> list[Objective]:
@@ -104,23 +109,20 @@ class RunSettings:
 
     def check(self) -> "RunSettings":
         """Everything that can be checked without loading a model, each with a one-line error."""
-        if self.space not in SPACES:
-            raise ArchpruneError(f"unknown space {self.space!r}; choose one of {', '.join(SPACES)}")
-        if self.space == "nb201" and not self.table:
-            raise ArchpruneError("the nb201 space is scored from a table: pass --table CSV "
-                                 "(for example ../shared/data/nb201/nb201_cifar10.csv)")
-        if self.space == "blocks" and self.model:
-            raise ArchpruneError("--space blocks designs its own backbones: drop --model (use --init STRUCTURE)")
-        if self.space != "blocks" and self.init:
-            raise ArchpruneError("--init gives the initial structure of --space blocks")
+        from search.space_recipes import SPACES
+
+        SPACES.check(self.space)
+        for other in SPACES:  # a setting only another space reads would be silently ignored
+            for name in SPACES.get(other).own_settings if other != self.space else ():
+                if getattr(self, name):
+                    raise ArchpruneError(f"--{name.replace('_', '-')} is a setting of --space {other}: "
+                                         f"drop it, or search --space {other}")
+        self.recipe().check(self)
         if self.entropy_weights not in ("maedet", "damo"):
             raise ArchpruneError(f"unknown entropy weights {self.entropy_weights!r}; use maedet (0,0,1,1,6) or damo (0,0,1,1,16)")
-        if self.space == "channels" and not self.model:
-            raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
         from search.drivers import DRIVERS  # the registry: one list of driver names
 
-        if self.driver not in DRIVERS:
-            raise ArchpruneError(f"unknown driver {self.driver!r}; choose one of {', '.join(DRIVERS)}")
+        DRIVERS.check(self.driver)
         if self.proxy not in PROXIES:
             raise ArchpruneError(f"unknown proxy {self.proxy!r}; choose one of {', '.join(PROXIES)}")
         if self.latency.startswith("predict:"):
@@ -130,21 +132,18 @@ class RunSettings:
                                      "target with `archprune latency-table --target NAME --out lut.json`)")
             if "latency_p90_ms" in {o.name for o in self.objective_list} | {c.name for c in self.constraint_list}:
                 raise ArchpruneError("a latency table predicts the median (latency_ms), not latency_p90_ms")
-        elif self.latency not in ("ort", "torch"):
-            raise ArchpruneError(f"unknown latency backend {self.latency!r}; use 'ort', 'torch' or predict:LUT.json")
-        self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
-        from search.executors import EXECUTORS
+        else:
+            from evaluators.latency import check_backend
 
-        if self.executor not in EXECUTORS:
-            raise ArchpruneError(f"unknown executor {self.executor!r}; use 'process' (default) or 'inline'")
-        if int(self.workers) < 1:
-            raise ArchpruneError(f"--workers {self.workers}: give at least 1 worker process")
-        if self.workers > 1 and self.executor == "inline":
+            check_backend(self.latency, " or predict:LUT.json")
+        self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos
+        from search.executors import check_executor_options
+
+        check_executor_options(self.executor, self.workers, self.dask, self.latency_resource)
+        if self.workers > 1 and self.executor == "inline":  # the flags contradict each other
             raise ArchpruneError("--executor inline evaluates one candidate at a time: drop --workers or the inline")
         if self.workers > 1 and self.dask:
             raise ArchpruneError("--workers and --dask both set the parallelism: give one (--dask local:N for N local workers)")
-        if self.latency_resource and not self.dask:
-            raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
                      "finetune_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
@@ -167,7 +166,7 @@ class RunSettings:
         """``--run``, else derived from the space and the model, so the same command resumes."""
         if self.run:
             return self.run
-        source = {"nb201": self.table, "blocks": self.init or "default"}.get(self.space) or self.model
+        source = self.recipe().run_source(self)
         stem = Path(source).stem if Path(source).suffix else source
         return f"{self.space}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-")
 

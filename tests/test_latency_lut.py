@@ -17,6 +17,7 @@ from evaluators.latency_lut import (ConvKey, ConvSpec, LatencyPredictor, Latency
 from evaluators.latency_lut import measure as measure_module
 from evaluators.latency_predicted import PredictedLatencyEvaluator
 from evaluators.latency_lut.calibration_models import calibration_models
+from search.space_recipes import calibration_space_for
 from search.cli_latency_table import add_latency_table_parser, provider_name
 from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, BlockSpace, parse_structure, structure_to_dicts
 from spaces.channel_space import ChannelSpace
@@ -215,7 +216,7 @@ def test_cli_measures_resumes_and_refuses_another_machines_file(tmp_path: Path, 
 
 
 def test_calibrate_blocks_fits_on_block_space_detectors(tmp_path: Path, capsys) -> None:
-    models = calibration_models("blocks", 3, nc=10)
+    models = calibration_models(calibration_space_for("blocks", nc=10)[0], 3)
     space = BlockSpace(DEFAULT_STRUCTURE, nc=10)
     genomes = [space.genome_of(m.structure) for m in models]
     assert all(isinstance(m, BlockDetector) for m in models) and len(set(genomes)) == 3
@@ -224,7 +225,7 @@ def test_calibrate_blocks_fits_on_block_space_detectors(tmp_path: Path, capsys) 
     custom.write_text("- {class: conv, in: 3, out: 8, s: 2, k: 3}\n" + "".join(
         f"- {{class: k1kx, in: {i}, out: {o}, s: 2, k: 3, L: 1, btn: 8}}\n"
         for i, o in ((8, 16), (16, 24), (24, 32), (32, 40))))
-    assert calibration_models(f"blocks:{custom}", 1)[0].structure == structure_to_dicts(parse_structure(custom))
+    assert calibration_models(calibration_space_for(f"blocks:{custom}")[0], 1)[0].structure == structure_to_dicts(parse_structure(custom))
 
     def argv(out: Path, calibrate: str) -> list[str]:
         return ["latency-table", "--target", "box", "--out", str(out), "--quick", "--imgsz", "64", "--threads", "1",

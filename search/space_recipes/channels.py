@@ -1,0 +1,112 @@
+"""``--space channels`` (the default): structural channel pruning of ``--model``, one gene per group
+of coupled channels, scored by the registered evaluators the objectives need."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from search.space_recipes._base import SearchParts, SpaceRecipe
+from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:
+    import torch
+
+    from search.objectives import Constraint
+    from search.runs import RunHandle
+    from search.settings import RunSettings
+    from search.store import TrialRecord
+    from spaces._base import SearchSpace
+    from spaces.channel_space import ChannelSpace
+
+#: the front table always shows these, whatever the objectives
+ALWAYS = ("flops_g", "params_m")
+
+
+class ChannelsRecipe(SpaceRecipe):
+    summary = "default: prune --model"
+    example = {"model": "yolov8n-digits", "imgsz": 64, "objectives": "flops_g:min,params_m:min"}
+
+    def check(self, settings: RunSettings) -> None:
+        if not settings.model:
+            raise ArchpruneError("no model given: pass --model NAME_OR_CHECKPOINT (for example yolov8n-digits)")
+
+    def build(self, settings: RunSettings) -> SearchParts:
+        from evaluators.registry import evaluators_for
+
+        model, data, imgsz = load_inputs(settings)
+        check_val_split(settings, data, imgsz)
+        space = build_space(settings, model, data, imgsz)
+        check_reachable(space, settings.constraint_list, imgsz)
+        order = (f"importance {settings.importance}" if space.order_source != "recorded" else
+                 f"channel order recorded by the elastic base; --importance {settings.importance} not used")
+        what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, {order}) "
+                f"of {settings.model} at {imgsz}px")
+        evaluators = evaluators_for([*ALWAYS, *settings.metric_names()], settings, data, imgsz)
+        return SearchParts(space, evaluators, imgsz, settings.constraint_list, what)
+
+    def export(self, handle: RunHandle, record: TrialRecord, out: Path, say: Callable[[str], None],
+               recalibrate_bn: bool = False) -> dict[str, Any]:
+        from search.export import export_channel_trial
+
+        return export_channel_trial(handle, record, out, say, recalibrate_bn)
+
+    def calibration_space(self, source: str, nc: int) -> SearchSpace:
+        from spaces.channel_space import ChannelSpace
+        from spaces.models import load_model
+
+        return ChannelSpace(load_model(source))
+
+    def calibration_description(self, source: str) -> str:
+        return f"{source} and random channel-pruned variants"
+
+
+def load_inputs(settings: RunSettings) -> tuple[Any, Any, int]:
+    """(model, data or None, imgsz), each bad input a one-line error."""
+    from evaluators.data import load_data_config
+    from evaluators.detection_eval import model_for_data, resolve_imgsz
+    from evaluators.registry import needs_data
+    from spaces.importances import needs_gradients
+    from spaces.models import load_model
+
+    if (needs_data(settings.metric_names()) or needs_gradients(settings.importance)) and not settings.data:
+        raise ArchpruneError("mAP objectives and gradient importances need --data DATA_YAML (or 'digits-det')")
+    data = load_data_config(settings.data) if settings.data else None
+    model = model_for_data(settings.model, data)[0] if data is not None else load_model(settings.model)
+    return model, data, resolve_imgsz(model, settings.imgsz)
+
+
+def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz: int) -> ChannelSpace:
+    from spaces.channel_space import ChannelSpace
+    from spaces.importances import needs_gradients
+
+    calibration = None
+    if needs_gradients(settings.importance):
+        from evaluators.calibration_loss import detection_calibration_loss
+
+        calibration = detection_calibration_loss(data, imgsz)
+    return ChannelSpace(model, importance=settings.importance, round_to=settings.round_to,
+                        keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration)
+
+
+def check_val_split(settings: RunSettings, data: Any, imgsz: int) -> None:
+    """The images the proxy scores, read once before the first trial: a split whose labels are all
+    missing or invalid would fail (or score 0) in every trial and spend the whole budget."""
+    from evaluators.data import DetectionDataset
+    from evaluators.registry import needs_data
+
+    if data is not None and needs_data(settings.metric_names()):
+        DetectionDataset(data.images("val")[:settings.val_images], imgsz, nc=data.nc)
+
+
+def check_reachable(space: ChannelSpace, constraints: list[Constraint], imgsz: int) -> None:
+    """A FLOPs or params budget even the smallest candidate breaks can never be met: say so now."""
+    from evaluators.flops import count_flops_params
+
+    static = [c for c in constraints if c.name in ALWAYS and c.op == "<="]
+    if not static:
+        return
+    smallest = count_flops_params(space.build(tuple(0 for _ in space.genes)), imgsz)
+    for c in static:
+        if smallest[c.name] > c.bound:
+            raise ArchpruneError(f"constraint {c} can never be met: the smallest candidate in the space has "
+                                 f"{c.name}={smallest[c.name]:.4g} (prune more with a lower --round-to, or relax it)")
