@@ -22,7 +22,7 @@ import optuna
 from tqdm import tqdm
 
 from evaluators._base import Evaluator
-from search.drivers import DRIVERS, Driver, Proposal
+from search.drivers import Driver, Proposal, make_driver
 from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
 from search.pareto import non_dominated
@@ -80,18 +80,6 @@ def _summary(record: TrialRecord, objectives: Sequence[Objective]) -> str:
     state = "feasible" if record.feasible else "infeasible (" + ", ".join(
         k for k, v in record.constraints.items() if v > 0) + ")"
     return f"{state} " + " ".join(parts)
-
-
-def make_driver(name: str, space: SearchSpace, objectives: Sequence[Objective], seed: int,
-                options: dict[str, Any] | None = None, imgsz: int | None = None) -> Driver:
-    if name not in DRIVERS:
-        raise ArchpruneError(f"unknown driver {name!r}; choose one of {', '.join(DRIVERS)}")
-    options = dict(options or {})
-    if name == "random":
-        options = {"batch": options.get("offspring", options.get("batch", 16))}
-    if name == "zeroshot":
-        options.setdefault("imgsz", imgsz)  # its analytic budget check counts FLOPs at the run's size
-    return DRIVERS[name](space, objectives, seed=seed, **options)
 
 
 def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequence[Objective],
@@ -168,8 +156,9 @@ class _Loop:
         store, log = self.store, self.log
         for key, value in (study_attrs or {}).items():
             store.study.set_user_attr(key, value)
+        # the run's image size goes with the options: the zero-shot driver counts FLOPs at it
         self.driver = driver if isinstance(driver, Driver) else make_driver(
-            driver, self.space, self.objectives, seed, driver_options, imgsz)
+            driver, self.space, self.objectives, seed, {"imgsz": imgsz, **(driver_options or {})})
         self.driver.bind(store, constraints)
         self.trials = trials
         flag = _StopFlag(lambda text: tqdm.write(text, file=sys.stderr))  # tqdm.write keeps a live bar intact
@@ -200,8 +189,7 @@ class _Loop:
                     self._flush()
         self._flush()
         for genome, proposal in self.queued:  # asked but never evaluated: asked again next time
-            if proposal.trial is not None:
-                store.abandon(proposal.trial, stopped or "stopped")
+            self.driver.withdraw(proposal, stopped or "stopped")
         self.bar.close()
         front = non_dominated(store.records(), self.objectives)
         summary = self.driver.report()
@@ -242,9 +230,8 @@ class _Loop:
         if shared:
             self.store.refresh()  # what the other processes finished meanwhile
         for index, proposal in enumerate(proposals):
-            if shared and proposal.trial is not None and self.store.surplus(proposal.trial, self.trials):
-                # another process asked the last trial of the run first: give this one back
-                self.store.abandon(proposal.trial, "surplus: the run's trials are all taken", requeue=False)
+            if shared and self.driver.surplus(proposal, self.trials):
+                # another process asked the last trial of the run first: this one was given back
                 batch.records[index] = _placeholder(tuple(proposal.genome))
                 self.blocked_by_others = not self.inflight
                 continue
@@ -253,16 +240,13 @@ class _Loop:
             self.proposed.add(genome)
             record = self.store.lookup(genome)
             if record is not None:
-                if proposal.trial is not None:
-                    self.store.close_duplicate(proposal.trial, record.number)
+                self.driver.duplicate(proposal, record)
                 batch.records[index] = record
             elif genome in self.waiting:  # already queued or in flight: answered when that one finishes
-                if proposal.trial is not None:
-                    first = self.waiting[genome][0][0].proposals[self.waiting[genome][0][1]].trial
-                    self.store.close_duplicate(proposal.trial, first.number if first is not None else None)
+                first_batch, first_index = self.waiting[genome][0]
+                self.driver.duplicate(proposal, first_batch.proposals[first_index])
                 self.waiting[genome].append((batch, index))
-            elif shared and proposal.trial is not None and (other := self.store.running_elsewhere(genome)) is not None:
-                self.store.close_duplicate(proposal.trial, other)  # another process is on it
+            elif shared and self.driver.taken_elsewhere(proposal, genome):  # another process is on it
                 batch.records[index] = _placeholder(genome)
             else:
                 self.waiting[genome] = [(batch, index)]
@@ -281,9 +265,7 @@ class _Loop:
             if repaired is None:
                 raise
             genome = self.space.validate(repaired)
-            if proposal.trial is not None:
-                proposal.trial.set_user_attr("repaired_to", list(genome))
-                self.store.close_duplicate(proposal.trial, None)
+            self.driver.repaired(proposal, genome)
             return genome, Proposal(genome, proposal.source)
 
     def _finish(self, future: Future[Outcome]) -> None:
@@ -291,9 +273,10 @@ class _Loop:
         outcome = future.result()
         # candidates scored in milliseconds (zero-shot, table lookups) are written a batch at a time;
         # anything slower is written as it finishes, so a crash never costs real work
-        fast = outcome.timings.get("total_s", math.inf) < FAST_CANDIDATE_S and proposal.trial is None
+        asked = self.driver.asked(proposal)  # an asked trial is finished in the study as it comes
+        fast = outcome.timings.get("total_s", math.inf) < FAST_CANDIDATE_S and asked is None
         record = _store_outcome(outcome, self.store, genome, proposal.source, self.log, self.objectives,
-                                proposal.trial, defer=fast, unlogged=self.unlogged)
+                                asked, defer=fast, unlogged=self.unlogged)
         if self.store.pending and (not fast or self.store.pending >= MAX_PENDING
                                    or time.monotonic() - self.flushed_at >= MAX_PENDING_S):
             self._flush()

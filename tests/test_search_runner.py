@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
-from search.drivers import NSGA2Driver, Proposal
+from search.drivers import DRIVERS, NSGA2Driver, Proposal
 from search.drivers._base import Driver
 from search.objectives import Constraint, Objective
 from search.pareto import pareto_front
@@ -33,8 +33,7 @@ def run(storage: str = "memory", trials: int = 30, driver: str = "nsga2", constr
     return result, size, quality
 
 
-@pytest.mark.parametrize("driver", ["nsga2", "random", "zeroshot", "optuna-nsga2", "optuna-tpe", "optuna-gp",
-                                    "optuna-random"])
+@pytest.mark.parametrize("driver", DRIVERS.names())  # the driver family's suite: every registered driver
 def test_each_driver_counts_distinct_trials_and_starts_from_the_baselines(driver: str) -> None:
     result, size, quality = run(trials=25, driver=driver)
     records = result.store.records()

@@ -7,8 +7,9 @@ from the start over a resumed run rebuilds exactly the population it had when it
 from __future__ import annotations
 
 import abc
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from spaces._base import Genome, SearchSpace
 class Proposal:
     genome: Genome
     source: str  # "unpruned", "uniform-0.5", "random", "nsga2-g3" ... (kept with the trial)
-    trial: Any = field(default=None, compare=False)  # the Optuna trial an Optuna driver asked for
+    #: the driver's own handle of the proposal (the trial an Optuna driver asked its study for); only
+    #: the driver that made it reads it, through the hooks below
+    trial: Any = field(default=None, compare=False)
 
 
 class Driver(abc.ABC):
@@ -38,6 +41,15 @@ class Driver(abc.ABC):
         self.space, self.objectives = space, list(objectives)
         self.rng = np.random.default_rng(seed)
 
+    @classmethod
+    def create(cls, space: SearchSpace, objectives: Sequence[Objective], seed: int,
+               options: Mapping[str, Any]) -> "Driver":
+        """Built from a search's options (``population``, ``offspring``, ``crossover_prob``,
+        ``mutation_rate``, ``imgsz``; a missing one means the driver's default): each driver takes
+        the ones its ``__init__`` names and ignores the rest."""
+        accepted = inspect.signature(cls.__init__).parameters
+        return cls(space, objectives, seed=seed, **{k: v for k, v in options.items() if k in accepted})
+
     def bind(self, store: "Store", constraints: Sequence[Constraint]) -> None:
         """Called once before the first ``ask`` (optional): drivers whose state is the store use it."""
 
@@ -48,6 +60,31 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
         """The finished trials of the last ``ask``, in the same order."""
+
+    # -- hooks for drivers whose proposals are records of their own (an Optuna study's asked trials):
+    # the runner calls them at each turn of a proposal's life; the defaults do nothing
+
+    def asked(self, proposal: Proposal) -> Any:
+        """The handle the store finishes the proposal's trial through (an asked Optuna trial), or None."""
+        return None
+
+    def duplicate(self, proposal: Proposal, of: "Proposal | TrialRecord | None") -> None:
+        """``proposal`` is answered by another one's trial (``of``), or by none (it was repaired)."""
+
+    def repaired(self, proposal: Proposal, genome: Genome) -> None:
+        """``proposal`` was an illegal genome; ``genome`` is evaluated instead, as a trial of its own."""
+
+    def surplus(self, proposal: Proposal, trials: int | None) -> bool:
+        """Whether ``proposal`` came after the run's last trial was taken (by another process); if so
+        it is given back here and never evaluated."""
+        return False
+
+    def taken_elsewhere(self, proposal: Proposal, genome: Genome) -> bool:
+        """Whether another process is evaluating ``genome`` now; if so ``proposal`` is closed as its duplicate."""
+        return False
+
+    def withdraw(self, proposal: Proposal, reason: str) -> None:
+        """``proposal`` was asked but will not be evaluated (the search stopped first)."""
 
     def report(self) -> str | None:
         """A line for the run's log when the search stops (optional)."""

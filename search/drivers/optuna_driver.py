@@ -18,7 +18,7 @@ import optuna
 from search.drivers._base import Driver, Proposal
 from search.objectives import Constraint, Objective
 from search.store import Store, TrialRecord
-from spaces._base import SearchSpace
+from spaces._base import Genome, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
@@ -26,9 +26,12 @@ SAMPLERS = ("nsga2", "tpe", "gp", "random")
 class OptunaDriver(Driver):
     asynchronous = True  # may ask again before the last trial is told: N workers keep N trials in flight
     shares_studies = True  # ask/tell through the storage: many processes, one run
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, sampler: str = "tpe",
-                 population: int = 16, **_: Any) -> None:
+    sampler = "tpe"  # the registered subclasses below fix it
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0,
+                 sampler: str | None = None, population: int = 16) -> None:
         super().__init__(space, objectives, seed)
+        sampler = sampler or self.sampler
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown Optuna sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
         self.sampler_name, self.population, self.seed = sampler, population, seed
@@ -73,3 +76,57 @@ class OptunaDriver(Driver):
 
     def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
         pass  # the store finished each asked trial; the sampler reads the study
+
+    # -- the asked trial's bookkeeping (see Driver's hooks): every asked trial ends in the study, as
+    # a finished trial, a duplicate of another, or given back, so a resumed run asks again exactly
+    # the candidates that were never evaluated
+
+    def asked(self, proposal: Proposal) -> Any:
+        return proposal.trial
+
+    def duplicate(self, proposal: Proposal, of: Proposal | TrialRecord | None) -> None:
+        assert self.store is not None
+        number = of.trial.number if isinstance(of, Proposal) and of.trial is not None else \
+            of.number if isinstance(of, TrialRecord) else None
+        self.store.close_duplicate(proposal.trial, number)
+
+    def repaired(self, proposal: Proposal, genome: Genome) -> None:
+        assert self.store is not None
+        proposal.trial.set_user_attr("repaired_to", list(genome))  # the asked params cannot change
+        self.store.close_duplicate(proposal.trial, None)
+
+    def surplus(self, proposal: Proposal, trials: int | None) -> bool:
+        assert self.store is not None
+        if not self.store.surplus(proposal.trial, trials):
+            return False
+        self.store.abandon(proposal.trial, "surplus: the run's trials are all taken", requeue=False)
+        return True
+
+    def taken_elsewhere(self, proposal: Proposal, genome: Genome) -> bool:
+        assert self.store is not None
+        other = self.store.running_elsewhere(genome)
+        if other is None:
+            return False
+        self.store.close_duplicate(proposal.trial, other)
+        return True
+
+    def withdraw(self, proposal: Proposal, reason: str) -> None:
+        assert self.store is not None
+        self.store.abandon(proposal.trial, reason)
+
+
+# one registered driver per sampler (``--driver optuna-tpe``)
+class OptunaNSGA2Driver(OptunaDriver):
+    sampler = "nsga2"
+
+
+class OptunaTPEDriver(OptunaDriver):
+    sampler = "tpe"
+
+
+class OptunaGPDriver(OptunaDriver):
+    sampler = "gp"
+
+
+class OptunaRandomDriver(OptunaDriver):
+    sampler = "random"

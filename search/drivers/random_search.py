@@ -10,9 +10,9 @@ from spaces._base import SearchSpace
 
 
 class RandomDriver(Driver):
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, batch: int = 16) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, offspring: int = 16) -> None:
         super().__init__(space, objectives, seed)
-        self.batch, self._started = batch, False
+        self.batch, self._started = offspring, False  # candidates per ask
 
     def ask(self) -> list[Proposal]:
         if not self._started:

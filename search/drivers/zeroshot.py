@@ -10,7 +10,7 @@ Each ``ask`` hands out ``batch`` children so the store writes in batches, not on
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from search.drivers._base import Driver, Proposal
 from search.drivers.nsga2 import Member, select_survivors
@@ -23,7 +23,7 @@ MAX_TRIES = 100  # mutations per wanted child before a batch goes out short
 
 class ZeroShotDriver(Driver):
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, population: int = 256,
-                 offspring: int = 64, imgsz: int | None = None, **_: Any) -> None:
+                 offspring: int = 64, imgsz: int | None = None) -> None:
         super().__init__(space, objectives, seed)
         self.size, self.batch, self.imgsz = population, offspring, imgsz
         self.population: list[Member] = []

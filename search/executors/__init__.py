@@ -13,23 +13,32 @@ from search.executors.process import PoolExecutor, ProcessExecutor
 from search.pipeline import EvaluationPipeline
 from spaces.errors import ArchpruneError
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "PoolExecutor", "ProcessExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "check_executor_options", "InlineExecutor", "PoolExecutor", "ProcessExecutor", "make_executor"]
 
 EXECUTORS = ("process", "inline")
 
 
+def check_executor_options(kind: str, workers: int, dask: str | None, latency_resource: str | None) -> None:
+    """Where-to-evaluate options no executor can honour, each a one-line error (checked by the
+    settings before any model loads, and by ``make_executor`` for Python callers, where ``workers``
+    > 1 takes precedence over the one-at-a-time ``kind``)."""
+    if kind not in EXECUTORS:
+        raise ArchpruneError(f"unknown executor {kind!r}; use 'process' (default) or 'inline'")
+    if int(workers) < 1:
+        raise ArchpruneError(f"--workers {workers}: give at least 1 worker process")
+    if latency_resource and not dask:
+        raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
+
+
 def make_executor(kind: str, pipeline: EvaluationPipeline, timeout_s: float | None = None, *, workers: int = 1,
                   dask: str | None = None, latency_resource: str | None = None) -> Executor:
+    check_executor_options(kind, workers, dask, latency_resource)
     if dask:
         from search.executors.dask_cluster import DaskExecutor
 
         return DaskExecutor(pipeline, dask, timeout_s=timeout_s, latency_resource=latency_resource)
-    if latency_resource:
-        raise ArchpruneError("--latency-resource pins latency to Dask workers: use it with --dask")
     if workers != 1:  # N > 1 candidates at once means N worker processes, whatever the one-at-a-time kind
         return PoolExecutor(pipeline, workers, timeout_s=timeout_s)
     if kind == "inline":
         return InlineExecutor(pipeline)
-    if kind == "process":
-        return ProcessExecutor(pipeline, timeout_s=timeout_s)
-    raise ArchpruneError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    return ProcessExecutor(pipeline, timeout_s=timeout_s)

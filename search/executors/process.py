@@ -144,8 +144,6 @@ class PoolExecutor(Executor):
     """
 
     def __init__(self, pipeline: EvaluationPipeline, workers: int, timeout_s: float | None = 600.0) -> None:
-        if workers < 1:
-            raise ArchpruneError(f"--workers {workers}: give at least 1 worker process")
         payload = pickled_pipeline(pipeline, "use --executor inline")
         self.capacity = workers
         self._idle: queue.SimpleQueue[WorkerProcess] = queue.SimpleQueue()
