@@ -13,7 +13,8 @@ from evaluators.flops import count_flops_params
 from spaces.channel_groups import protected_layers
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import Attention
-from spaces.tp_compat import customized_pruners, importance as tp_importance
+from spaces.importances import make_importance
+from spaces.tp_compat import customized_pruners
 
 
 def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str = "l1",
@@ -24,7 +25,7 @@ def prune_with_ratio(model: nn.Module, imgsz: int, ratio: float, importance: str
     pruned = copy.deepcopy(model).eval()
     example = torch.zeros(1, 3, imgsz, imgsz)
     attention = [m for m in pruned.modules() if isinstance(m, Attention)]
-    pruner = tp.pruner.MetaPruner(pruned, example, importance=tp_importance(importance), pruning_ratio=ratio,
+    pruner = tp.pruner.MetaPruner(pruned, example, importance=make_importance(importance), pruning_ratio=ratio,
                                   global_pruning=global_pruning, ignored_layers=protected_layers(pruned) + attention,
                                   round_to=round_to, customized_pruners=customized_pruners())
     pruner.step()

@@ -14,7 +14,7 @@ from search.cli_search import add_bench_parser, add_search_parsers
 from search.cli_types import OneLineParser, image_size, non_negative_float, non_negative_int, positive_int
 from spaces.errors import ArchpruneError
 from spaces.output_files import os_error_message
-from spaces.tp_compat import GRADIENT_IMPORTANCES, IMPORTANCES
+from spaces.importances import IMPORTANCES, needs_gradients
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -121,7 +121,7 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
     p.add_argument("--elastic-weight", type=non_negative_float, default=1.0,
                    help="with --elastic: weight of the sub-networks' mean loss against the largest network's "
                         "(default 1; higher trains sub-networks harder at the full model's expense)")
-    p.add_argument("--importance", choices=[i for i in IMPORTANCES if i not in GRADIENT_IMPORTANCES], default="l1",
+    p.add_argument("--importance", choices=[i for i in IMPORTANCES if not needs_gradients(i)], default="l1",
                    help="with --elastic: the criterion that orders each group's channels once, before training "
                         "(default l1); sub-networks keep prefixes of that order")
     p.add_argument("--resume", action="store_true",

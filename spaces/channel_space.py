@@ -19,8 +19,8 @@ from torch import nn
 from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.channel_groups import channel_groups
 from spaces.errors import ArchpruneError
-from spaces.tp_compat import (GRADIENT_IMPORTANCES, CalibrationLoss, accumulate_gradients, dependency_graph,
-                              importance as tp_importance)
+from spaces.importances import make_importance, needs_gradients
+from spaces.tp_compat import CalibrationLoss, accumulate_gradients, dependency_graph
 
 DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16
 
@@ -54,9 +54,9 @@ class ChannelSpace(SearchSpace):
         recorded: dict[str, list[int]] = getattr(model, "channel_order", None) or {}
         self.order_source = "recorded" if recorded else importance
         # random scores come from our seeded generator: Torch-Pruning's random uses the global RNG
-        scorer = None if importance == "random" or recorded else tp_importance(importance)
+        scorer = None if importance == "random" or recorded else make_importance(importance)
         _, groups = channel_groups(self.base, self.example, self.keep_layers)
-        if importance in GRADIENT_IMPORTANCES and not recorded:
+        if needs_gradients(importance) and not recorded:
             accumulate_gradients(self.base, scorer, importance, calibration_loss)
         rng = np.random.default_rng(seed)
         self.genes: list[Gene] = []

@@ -38,28 +38,8 @@ def customized_pruners() -> dict[type, Any]:
     return {Attention: _frozen_attention_pruner()}
 
 
-IMPORTANCES = ("l1", "l2", "lamp", "bn_scale", "fpgm", "random", "taylor", "hessian")
-GRADIENT_IMPORTANCES = ("taylor", "hessian")  # need a loss on calibration data
-
 #: per-sample losses of a model on calibration data (what taylor / hessian importance differentiate)
 CalibrationLoss = Callable[[nn.Module], list[torch.Tensor]]
-
-
-def importance(name: str) -> Any:
-    """Torch-Pruning's implementation of a data-free channel importance criterion, by name."""
-    import torch_pruning as tp
-
-    makers = {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-              "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-              "lamp": lambda: tp.importance.LAMPImportance(p=2),
-              "bn_scale": lambda: tp.importance.BNScaleImportance(),
-              "fpgm": lambda: tp.importance.FPGMImportance(),
-              "random": lambda: tp.importance.RandomImportance(),
-              "taylor": lambda: tp.importance.GroupTaylorImportance(),
-              "hessian": lambda: tp.importance.GroupHessianImportance()}
-    if name not in makers:
-        raise ArchpruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
-    return makers[name]()
 
 
 def dependency_graph(model: nn.Module, example_inputs: torch.Tensor) -> Any:

@@ -8,7 +8,7 @@ from torch import nn
 
 from spaces._base import InvalidGenome
 from spaces.channel_space import ChannelSpace, kept_counts
-from spaces.tp_compat import GRADIENT_IMPORTANCES, IMPORTANCES
+from spaces.importances import IMPORTANCES, gradient_importances, needs_gradients
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
 
@@ -127,7 +127,7 @@ def test_keep_layers_and_importances() -> None:
     with pytest.raises(ArchpruneError, match="'model.99'"):
         ChannelSpace(model, keep_layers=["model.99"])
     genome = full.uniform(0.5)
-    data_free = [imp for imp in IMPORTANCES if imp not in GRADIENT_IMPORTANCES]
+    data_free = [imp for imp in IMPORTANCES if not needs_gradients(imp)]  # every registered criterion
     chosen = {imp: ChannelSpace(model, importance=imp).kept_indices(genome) for imp in data_free}
     assert chosen["l1"] != chosen["random"] and chosen["l1"] != chosen["fpgm"]
     assert ChannelSpace(model, importance="random", seed=3).kept_indices(genome) == \
@@ -142,7 +142,7 @@ def test_kept_counts_round_to_multiples() -> None:
     assert kept_counts(4, [0.25, 1.0], 8) == (4,)  # a group smaller than round_to is never emptied
 
 
-@pytest.mark.parametrize("name", GRADIENT_IMPORTANCES)
+@pytest.mark.parametrize("name", gradient_importances())
 def test_gradient_importances_score_channels_from_a_calibration_loss(name: str) -> None:
     model = resnet_like()
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
