@@ -193,8 +193,8 @@ def test_default_structure_is_yolov8n_sized() -> None:
     whole = count_flops_params(v8n, 640)
     ours = default_budgets(640)
     assert ours["layers"] == 13
-    assert ours["flops_g"] == pytest.approx(backbone["flops_g"], rel=0.05)
-    assert ours["params_m"] == pytest.approx(backbone["params_m"], rel=0.06)
+    assert ours["backbone_flops_g"] == pytest.approx(backbone["flops_g"], rel=0.05)
+    assert ours["backbone_params_m"] == pytest.approx(backbone["params_m"], rel=0.06)
     assert default_budgets(640, detector=True)["flops_g"] == pytest.approx(whole["flops_g"], rel=0.01)
 
 

@@ -62,7 +62,7 @@ def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: 
     exported = tmp_path / "blocks-default" / "exports" / f"trial-{best['trial']}"
     summary = json.loads((exported / "summary.json").read_text())
     assert summary["flops_g"] == pytest.approx(best["flops_g"], rel=1e-6)  # thop on the built model = analytic
-    assert summary["backbone_flops_g"] <= default_budgets(640)["flops_g"]  # YOLOv8n's backbone: 3.09
+    assert summary["backbone_flops_g"] <= default_budgets(640)["backbone_flops_g"]  # YOLOv8n's backbone: 3.09
     assert {p.name for p in exported.iterdir()} >= {"structure.yaml", "model.pt", "model.onnx"}
 
 

@@ -84,3 +84,11 @@ class BlockDetector(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         return self.detect(self.neck(self.backbone(x)[-3:]))
+
+
+def build_block_detector(arch: dict[str, Any]) -> BlockDetector:
+    """A block-space detector from a checkpoint's architecture (``kind: blocks``)."""
+    model = BlockDetector(arch["structure"], nc=arch["nc"], names=arch.get("names"),
+                          neck_depth=arch.get("neck_depth", 1))
+    model.imgsz = arch.get("imgsz")
+    return model

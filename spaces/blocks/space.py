@@ -50,12 +50,14 @@ DEFAULT_STRUCTURE: list[dict[str, Any]] = [
 
 
 def structure_budgets(structure: Any, imgsz: int = 640, detector: bool = False, nc: int = 80) -> dict[str, float]:
-    """``flops_g``, ``params_m`` (backbone, or the whole detector) and ``layers`` (backbone main-path convs)."""
+    """The backbone's ``backbone_flops_g`` and ``backbone_params_m`` (with ``detector``: the whole
+    detector's ``flops_g`` and ``params_m``), and ``layers`` (backbone main-path convs): the metric names
+    the block space's evaluator reports them under."""
     blocks = as_blocks(structure)
     if detector:
         out = detector_flops_params(blocks, imgsz, nc=nc)
     else:
-        out = {"flops_g": structure_flops(blocks, imgsz), "params_m": structure_params(blocks)}
+        out = {"backbone_flops_g": structure_flops(blocks, imgsz), "backbone_params_m": structure_params(blocks)}
     return {**out, "layers": count_layers(blocks)}
 
 

@@ -13,8 +13,17 @@ from typing import Any
 from torch import nn
 
 from ..errors import ArchpruneError
+from ..plugin_registry import Registry
 from .blocks import Attention
 from .yolo import YOLODetector
+
+#: architecture kind (the ``kind`` of a checkpoint's architecture) -> the function that builds it. By
+#: import path: the block space's detector is built from spaces/blocks, which itself builds on the
+#: layers of this package, so naming it here (not importing it) keeps the two packages acyclic.
+ARCHITECTURES: Registry[Any] = Registry("architecture kind", "archprune.architectures", {
+    "yolo": "spaces.models.architecture:build_yolo",
+    "blocks": "spaces.blocks.detector:build_block_detector",
+})
 
 
 def channel_layout(model: nn.Module) -> dict[str, dict[str, list[int]]]:
@@ -75,15 +84,13 @@ def architecture_of(model: nn.Module) -> dict[str, Any]:
 
 
 def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
-    if arch.get("kind") == "blocks":
-        from spaces.blocks import BlockDetector
+    kind = arch.get("kind")
+    if kind not in ARCHITECTURES:
+        raise ArchpruneError(f"unknown architecture kind {kind!r} (expected {' or '.join(map(repr, ARCHITECTURES))})")
+    return ARCHITECTURES.get(str(kind))(arch)
 
-        block_model = BlockDetector(arch["structure"], nc=arch["nc"], names=arch.get("names"),
-                                    neck_depth=arch.get("neck_depth", 1))
-        block_model.imgsz = arch.get("imgsz")
-        return block_model
-    if arch.get("kind") != "yolo":
-        raise ArchpruneError(f"unknown architecture kind {arch.get('kind')!r} (expected 'yolo' or 'blocks')")
+
+def build_yolo(arch: dict[str, Any]) -> YOLODetector:
     model = YOLODetector(arch["spec"], nc=arch["nc"], names=arch.get("names"))
     model.imgsz = arch.get("imgsz")
     apply_channel_layout(model, arch.get("layout", {}))

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ArchpruneError
+from .architecture import build_from_architecture
 from .checkpoint import detector_from_checkpoint, is_archprune_checkpoint
 from .families import family_spec, model_names
 from .ultralytics_import import DisallowedGlobal, read_ultralytics_checkpoint, ultralytics_to_detector
@@ -86,11 +87,9 @@ def is_structure_file(text: str) -> bool:
 
 def structure_model(path: str, nc: int = 80, names: list[str] | None = None) -> torch.nn.Module:
     """A fresh (randomly initialised) block-space detector for the structure in ``path``."""
-    from spaces.blocks import BlockDetector, parse_structure
-
     if not Path(path).exists():
         raise ArchpruneError(f"structure file not found: {path}")
-    model = BlockDetector(parse_structure(path), nc=nc, names=names)
+    model = build_from_architecture({"kind": "blocks", "structure": path, "nc": nc, "names": names})
     model.source = path
     return model.eval()
 
