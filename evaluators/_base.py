@@ -47,6 +47,7 @@ class RunContext:
     data: Any
     imgsz: int
     wanted: frozenset[str]
+    space: Any = None  # the run's SearchSpace (a latency evaluator's reference is its first baseline)
 
 
 class Evaluator(abc.ABC):
@@ -67,6 +68,12 @@ class Evaluator(abc.ABC):
     needs_model: bool = True
     #: optional finer split of the last evaluate() call's time, e.g. {"export_s": 0.7}
     last_timings: dict[str, float] = {}
+
+    def bind_run(self, stored: dict[str, Any], resumed: bool, imgsz: int) -> dict[str, Any]:
+        """Called once in the search process before any candidate, with the run's stored attributes
+        (``resumed``: the run already holds trials); what it returns is stored with the run. A latency
+        evaluator takes its scale here, so a resume and every worker measure on the same one."""
+        return {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,13 +9,15 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
+from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, interleave, paired_metrics, reference_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
 from spaces.errors import ArchpruneError
 
@@ -117,40 +119,149 @@ LATENCY_P90 = Metric("latency_p90_ms", "min", "ms", 0.0)
 
 
 class LatencyEvaluator(Evaluator):
-    """Latency measured on this machine: ONNX + onnxruntime (default) or torch eager."""
+    """Latency measured on this machine: ONNX + onnxruntime (default) or torch eager.
 
-    metrics = (LATENCY, LATENCY_P90)
+    With a ``reference`` model (a search passes its space's unpruned model or initial structure),
+    each candidate is timed run by run against it (``evaluators.latency_paired``): ``latency_ms`` is
+    the candidate's time in the reference's best conditions, ``latency_raw_ms`` what this window
+    measured and ``latency_ratio`` the two's ratio. Without one, a plain median of ``runs`` runs.
+    """
+
+    metrics = (LATENCY, LATENCY_P90, Metric("latency_p95_ms", "min", "ms", 0.0),
+               Metric("latency_p99_ms", "min", "ms", 0.0), Metric("latency_std_ms", "min", "ms", 0.0),
+               Metric("latency_raw_ms", "min", "ms", 0.0), Metric("latency_ratio", "min", "× reference", 0.0))
     on_target = True  # it times this machine: on a cluster, the worker marked as the target device
     cost = 5
     name = "latency"
 
     def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, reference: nn.Module | None = None,
+                 reference_rounds: int = 5) -> None:
         check_backend(backend)
         self.backend, self.threads, self.runs, self.warmup, self.providers = backend, threads, runs, warmup, providers
+        self.reference, self.reference_rounds = reference, reference_rounds
+        self.reference_onnx: bytes | None = None  # exported once by bind_run; travels to the workers
+        self.reference_scale: dict[str, Any] | None = None  # the run's stored scale (see bind_run)
+        # a percentile only where the run count supports it (latency_paired.PERCENTILE_RUNS)
+        unsupported = {f"latency_p{p}_ms" for p, needed in PERCENTILE_RUNS.items() if runs < needed}
+        paired = [m.name for m in self.metrics if m.name not in unsupported]
+        self.directions = {name: "min" for name in (paired if reference is not None else
+                                                    ["latency_ms", "latency_p90_ms"])}
 
     @classmethod
     def for_run(cls, run: RunContext) -> "LatencyEvaluator | None":
         if run.settings.latency.startswith("predict:"):
             return None  # predicted from a table (PredictedLatencyEvaluator)
-        return cls.measuring(run.settings)
+        reference = run.space.build(run.space.baselines()[0][1]) if run.space is not None else None
+        return cls.measuring(run.settings, reference)
 
     @classmethod
-    def measuring(cls, settings: Any) -> "LatencyEvaluator":
+    def measuring(cls, settings: Any, reference: nn.Module | None = None) -> "LatencyEvaluator":
         """Measured on this machine with a run's settings (with --latency predict:, by onnxruntime)."""
         backend = "ort" if settings.latency.startswith("predict:") else settings.latency
         return cls(backend, threads=settings.threads, runs=settings.latency_runs, warmup=settings.latency_warmup,
-                   providers=settings.providers)
+                   providers=settings.providers, reference=reference)
+
+    # -- the run's scale -------------------------------------------------------------------
+    def _scale_key(self, imgsz: int) -> dict[str, Any]:
+        """What must match for two measurements to share a scale."""
+        from spaces.models.checkpoint import state_dict_sha256
+
+        assert self.reference is not None
+        return {"scheme": SCHEME, "backend": self.backend, "threads": self.threads or 0, "imgsz": imgsz,
+                "providers": list(self.providers or ["CPUExecutionProvider"]),
+                "reference_sha256": state_dict_sha256(self.reference)}
+
+    def bind_run(self, stored: dict[str, Any], resumed: bool, imgsz: int) -> dict[str, Any]:
+        """Before the first candidate: export the reference and take the run's scale, the reference's
+        best latency, from the run when it has one (a resume, another process), else measure it now."""
+        if self.reference is None:
+            return {}
+        key, scale = self._scale_key(imgsz), stored.get(SCALE_ATTR)
+        if self.backend == "ort":
+            with tempfile.TemporaryDirectory(prefix="archprune-reference-") as tmp:
+                path = export_onnx(self.reference, Path(tmp) / "reference.onnx", imgsz=imgsz)
+                self.reference_onnx = path.read_bytes()
+        if scale is None and resumed:
+            raise ArchpruneError("this run's latencies were measured without a reference model (an older archprune): "
+                                 "they cannot be mixed with paired ones; pass a new --run")
+        if scale is not None:
+            differs = [f"{k} {scale.get(k)!r} -> {v!r}" for k, v in key.items() if scale.get(k) != v]
+            if differs:
+                raise ArchpruneError(f"this run measured latency on another scale ({'; '.join(differs)}); "
+                                     "rerun with its settings, or pass a new --run")
+            self.reference_scale = scale
+            return {}
+        with measurement_lock(), self._session(imgsz) as run:
+            best = reference_best_ms(run.reference, self.reference_rounds, self.warmup, self.runs)
+        self.reference_scale = {**key, "best_ms": best, **_provenance(*self._runtime(), self.threads or 0, self.runs)}
+        return {SCALE_ATTR: self.reference_scale}
+
+    # -- measuring ---------------------------------------------------------------------------
+    def _runtime(self) -> tuple[str, str]:
+        if self.backend == "torch":
+            return "", f"torch {torch.__version__}"
+        import onnxruntime as ort
+
+        return ort.__version__, (self.providers or ["CPUExecutionProvider"])[0]
+
+    @contextlib.contextmanager
+    def _session(self, imgsz: int, candidate: nn.Module | None = None) -> Iterator["_Runs"]:
+        """One-inference callables for the reference and the candidate, in this backend."""
+        if self.backend == "torch":
+            previous = torch.get_num_threads()
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+            models = [m.eval() for m in (self.reference, candidate) if m is not None]
+            try:
+                with torch.no_grad():
+                    yield _Runs(*[(lambda m=m: m(x)) for m in models])
+            finally:
+                torch.set_num_threads(previous)
+            return
+        with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
+            x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+            runs = []
+            reference = Path(tmp) / "reference.onnx"
+            if self.reference_onnx is not None:
+                reference.write_bytes(self.reference_onnx)
+            sources = [reference if self.reference_onnx is not None else None,
+                       export_onnx(candidate, Path(tmp) / "candidate.onnx", imgsz=imgsz) if candidate is not None else None]
+            for path in (p for p in sources if p is not None):
+                session = onnx_session(path, providers=self.providers, threads=self.threads)
+                feed = {session.get_inputs()[0].name: x}
+                runs.append(lambda s=session, f=feed: s.run(None, f))
+            yield _Runs(*runs)
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
         with measurement_lock():
-            if self.backend == "torch":
-                return measure_torch_latency(candidate.model, candidate.imgsz, self.threads, self.warmup, self.runs)
-            with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
-                start = time.perf_counter()
-                path = export_onnx(candidate.model, Path(tmp) / "candidate.onnx", imgsz=candidate.imgsz)
-                exported = time.perf_counter()
-                result = measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup,
-                                              self.runs)
-                self.last_timings = {"export_s": exported - start, "latency_runs_s": time.perf_counter() - exported}
-                return result
+            if self.reference is None or self.reference_scale is None:  # no reference: a plain median
+                if self.backend == "torch":
+                    return measure_torch_latency(candidate.model, candidate.imgsz, self.threads, self.warmup,
+                                                 self.runs)
+                with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
+                    start = time.perf_counter()
+                    path = export_onnx(candidate.model, Path(tmp) / "candidate.onnx", imgsz=candidate.imgsz)
+                    exported = time.perf_counter()
+                    result = measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup,
+                                                  self.runs)
+                    self.last_timings = {"export_s": exported - start,
+                                         "latency_runs_s": time.perf_counter() - exported}
+                    return result
+            start = time.perf_counter()
+            with self._session(candidate.imgsz, candidate.model) as run:
+                ready = time.perf_counter()
+                times = interleave(run.reference, run.candidate, self.runs, self.warmup)
+            self.last_timings = {"export_s": ready - start, "latency_runs_s": time.perf_counter() - ready}
+        metrics = paired_metrics(times, float(self.reference_scale["best_ms"]))
+        return {**metrics, "latency_scheme": SCHEME, **_provenance(*self._runtime(), self.threads or 0, self.runs)}
+
+
+@dataclass
+class _Runs:
+    reference: Callable[[], Any]
+    candidate: Callable[[], Any] = lambda: None
+
+
+SCALE_ATTR = "latency_scale"  # the study attribute that holds a run's paired-latency scale

@@ -49,7 +49,7 @@ def needs_data(metrics: Iterable[str]) -> bool:
     return any(e.needs_data and wanted & {m.name for m in e.metrics} for _, e in EVALUATORS.items())
 
 
-def evaluators_for(metrics: Iterable[str], settings: Any, data: Any, imgsz: int) -> list[Evaluator]:
+def evaluators_for(metrics: Iterable[str], settings: Any, data: Any, imgsz: int, space: Any = None) -> list[Evaluator]:
     """The evaluators that compute ``metrics`` for a run: for each registered one that declares some
     still uncovered, in registry order, ``for_run`` builds it (or declines: another is chosen by the
     settings, e.g. predicted instead of measured latency)."""
@@ -58,7 +58,7 @@ def evaluators_for(metrics: Iterable[str], settings: Any, data: Any, imgsz: int)
         wanted = left & {m.name for m in kind.metrics}
         if not wanted:
             continue
-        evaluator = kind.for_run(RunContext(settings, data, imgsz, frozenset(wanted)))
+        evaluator = kind.for_run(RunContext(settings, data, imgsz, frozenset(wanted), space))
         if evaluator is not None:
             built.append(evaluator)
             left -= set(evaluator.metric_names)

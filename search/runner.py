@@ -103,6 +103,9 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
         raise ArchpruneError("give trials or a time budget: a search needs a stopping rule")
     pipeline = EvaluationPipeline(space, evaluators, objectives, constraints, imgsz)
     store = Store(storage, run, objectives, space.genes)  # before the workers start: a bad URL fails fast
+    for evaluator in pipeline.evaluators:  # before the workers get their copies: e.g. a latency scale
+        for key, value in evaluator.bind_run(dict(store.study.user_attrs), len(store) > 0, imgsz).items():
+            store.study.set_user_attr(key, value)
     runner = make_executor(executor, pipeline, candidate_timeout_s, workers=workers, dask=dask,
                            latency_resource=latency_resource)
     try:

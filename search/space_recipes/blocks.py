@@ -54,7 +54,8 @@ class BlocksRecipe(SpaceRecipe):
         space = BlockSpace(structure, nc=nc, names=names)
         imgsz = resolve_imgsz(space.build(space.baselines()[0][1]), settings.imgsz)
         analytic = BlockAnalyticEvaluator(space, settings.entropy_weights)  # no network built for these
-        evaluators = [analytic, *evaluators_for(set(needed) - set(analytic.metric_names), settings, None, imgsz)]
+        evaluators = [analytic, *evaluators_for(set(needed) - set(analytic.metric_names), settings, None, imgsz,
+                                                   space)]
         constraints = list(settings.constraint_list)
         if not constraints:  # the budgets of the default: a YOLOv8n-sized backbone in a YOLOv8n-sized detector
             start = space.analytic_metrics(space.baselines()[0][1], imgsz)

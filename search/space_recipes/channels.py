@@ -41,7 +41,7 @@ class ChannelsRecipe(SpaceRecipe):
                  f"channel order recorded by the elastic base; --importance {settings.importance} not used")
         what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, {order}) "
                 f"of {settings.model} at {imgsz}px")
-        evaluators = evaluators_for([*ALWAYS, *settings.metric_names()], settings, data, imgsz)
+        evaluators = evaluators_for([*ALWAYS, *settings.metric_names()], settings, data, imgsz, space)
         return SearchParts(space, evaluators, imgsz, settings.constraint_list, what)
 
     def export(self, handle: RunHandle, record: TrialRecord, out: Path, say: Callable[[str], None],

@@ -1,0 +1,143 @@
+"""Paired, reference-normalised latency (issue 16). No timing is asserted on this noisy machine: the
+clock is injected, and a fake machine changes speed the way the VM does."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from evaluators._base import Candidate
+from evaluators.latency import SCALE_ATTR, LatencyEvaluator
+from evaluators.latency_paired import PERCENTILE_RUNS, interleave, paired_metrics, reference_best_ms
+from spaces.errors import ArchpruneError
+
+
+class FakeMachine:
+    """A clock, and inferences that take ``ms`` x 2 in every other window of ``window`` inferences."""
+
+    def __init__(self, window: int = 20, slow_factor: float = 2.0, start_slow: bool = False) -> None:
+        self.now, self.calls, self.window, self.factor, self.start_slow = 0.0, 0, window, slow_factor, start_slow
+
+    def slow(self) -> bool:
+        return ((self.calls // self.window) % 2 == 1) != self.start_slow
+
+    def model(self, ms: float):
+        def run() -> None:
+            self.now += ms / 1e3 * (self.factor if self.slow() else 1.0)
+            self.calls += 1
+        return run
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_a_candidate_slowed_in_half_of_its_windows_reads_its_quiet_value() -> None:
+    machine = FakeMachine()
+    best = reference_best_ms(machine.model(10.0), rounds=3, warmup=2, runs=15, clock=machine.clock)
+    assert best == pytest.approx(10.0)  # the best round is a quiet one
+    times = interleave(machine.model(10.0), machine.model(4.0), runs=60, warmup=2, clock=machine.clock)
+    raw = sorted(times.candidate_ms)
+    assert raw[0] == pytest.approx(4.0) and raw[-1] == pytest.approx(8.0)  # half of the runs were slowed
+    metrics = paired_metrics(times, best)
+    assert metrics["latency_ms"] == pytest.approx(4.0, rel=1e-6)  # the quiet value, from every window
+    assert metrics["latency_ratio"] == pytest.approx(0.4, rel=1e-6)
+
+
+def test_a_machine_slow_for_the_whole_window_still_reads_the_quiet_scale() -> None:
+    quiet = FakeMachine(window=10**6)
+    best = reference_best_ms(quiet.model(10.0), rounds=2, warmup=1, runs=10, clock=quiet.clock)
+    slow = FakeMachine(window=10**6, start_slow=True)  # a later candidate, measured in a slow spell
+    times = interleave(slow.model(10.0), slow.model(4.0), runs=30, warmup=1, clock=slow.clock)
+    metrics = paired_metrics(times, best)
+    assert metrics["latency_raw_ms"] == pytest.approx(8.0) and metrics["latency_ms"] == pytest.approx(4.0)
+
+
+def test_percentiles_are_consistent_and_reported_only_when_the_runs_support_them() -> None:
+    machine = FakeMachine(window=7, slow_factor=1.3)
+    many = paired_metrics(interleave(machine.model(10.0), machine.model(3.0), runs=120, warmup=0,
+                                     clock=machine.clock), 10.0)
+    assert 0 < many["latency_ms"] <= many["latency_p90_ms"] <= many["latency_p95_ms"] <= many["latency_p99_ms"]
+    assert many["latency_std_ms"] > 0 and many["latency_pairs"] >= 120
+    few = paired_metrics(interleave(machine.model(10.0), machine.model(3.0), runs=15, warmup=0, max_runs=15,
+                                    clock=machine.clock), 10.0)
+    assert "latency_p90_ms" in few and "latency_p95_ms" not in few and "latency_p99_ms" not in few
+    assert PERCENTILE_RUNS == {90: 10, 95: 20, 99: 100}
+
+
+def test_runs_continue_while_the_ratios_spread_and_stop_at_the_cap() -> None:
+    steady = FakeMachine(window=10**6)
+    assert len(interleave(steady.model(10.0), steady.model(4.0), runs=10, warmup=0,
+                          clock=steady.clock).candidate_ms) == 10
+    rng = random.Random(0)
+    jumpy = FakeMachine(window=10**6)
+    jittery = jumpy.model(4.0)
+
+    def candidate() -> None:  # each run 1-3x slower at random: the ratios never settle
+        jittery()
+        jumpy.now += rng.uniform(0.0, 8.0) / 1e3
+
+    assert len(interleave(jumpy.model(10.0), candidate, runs=10, warmup=0, max_runs=25,
+                          clock=jumpy.clock).candidate_ms) == 25
+
+
+def _tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
+
+
+def test_the_scale_is_measured_once_stored_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), reference_rounds=1)
+    stored = first.bind_run({}, resumed=False, imgsz=32)
+    scale = stored[SCALE_ATTR]
+    assert scale["scheme"] == "paired-runs-v1" and scale["best_ms"] > 0 and scale["threads"] == 1
+    result = first.evaluate(Candidate(model=nn.Conv2d(3, 4, 3).eval(), imgsz=32))
+    assert result["latency_ms"] == pytest.approx(result["latency_ratio"] * scale["best_ms"])
+    assert set(first.metric_names) <= set(result)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a resumed run must not re-measure its scale")
+
+    monkeypatch.setattr("evaluators.latency.reference_best_ms", never)
+    again = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny())
+    assert again.bind_run(stored, resumed=True, imgsz=32) == {} and again.reference_scale == scale
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(threads=2), "threads 1 -> 2"),
+    (dict(backend="ort"), "backend 'torch' -> 'ort'"),
+    (dict(imgsz=64), "imgsz 32 -> 64"),
+    (dict(reference=nn.Conv2d(3, 2, 1)), "reference_sha256"),
+])
+def test_a_resume_on_another_scale_is_refused(change: dict, message: str) -> None:
+    stored = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(),
+                              reference_rounds=1).bind_run({}, resumed=False, imgsz=32)
+    imgsz = change.pop("imgsz", 32)
+    options = {"backend": "torch", "threads": 1, "runs": 10, "warmup": 1, "reference": _tiny(), **change}
+    with pytest.raises(ArchpruneError, match="another scale") as refused:
+        LatencyEvaluator(options.pop("backend"), **options).bind_run(stored, resumed=True, imgsz=imgsz)
+    assert message in str(refused.value)
+
+
+def test_a_run_measured_the_old_way_is_not_mixed_with_paired_latencies() -> None:
+    with pytest.raises(ArchpruneError, match="without a reference model"):
+        LatencyEvaluator("torch", threads=1, reference=_tiny()).bind_run({}, resumed=True, imgsz=32)
+
+
+def test_a_search_measures_every_candidate_on_the_run_scale_and_a_resume_keeps_it(tmp_path) -> None:
+    from search.job import run_search
+    from search.settings import RunSettings
+
+    settings = RunSettings(model="yolov8n-digits", imgsz=64, objectives="latency_ms:min,params_m:min", trials=4,
+                           threads=1, latency_runs=10, latency_warmup=1, executor="inline", results=str(tmp_path))
+    first = run_search(settings, progress=False, say=lambda line: None)
+    scale = first.store.study.user_attrs[SCALE_ATTR]
+    assert scale["reference_sha256"] and scale["threads"] == 1 and scale["imgsz"] == 64
+    records = first.store.records()
+    assert records[0].source == "unpruned"  # the reference itself: its ratio is about 1
+    for record in records:
+        assert record.metrics["latency_ms"] == pytest.approx(record.metrics["latency_ratio"] * scale["best_ms"])
+        assert record.metrics["latency_scheme"] == "paired-runs-v1" and record.metrics["latency_raw_ms"] > 0
+    again = run_search(RunSettings(**{**settings.to_dict(), "trials": 6}), progress=False, say=lambda line: None)
+    assert len(again.store) == 6 and again.store.study.user_attrs[SCALE_ATTR] == scale
