@@ -19,6 +19,7 @@ from torch import nn
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, interleave, paired_metrics, reference_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
+from evaluators.runtimes import RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
 
 
@@ -106,7 +107,7 @@ def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = No
     return {**result, **_provenance("", f"torch {torch.__version__}", threads or previous, runs)}
 
 
-BACKENDS = ("ort", "torch")  # onnxruntime on the exported ONNX model, or torch eager
+BACKENDS = tuple(RUNTIMES)  # onnxruntime or OpenVINO on the exported ONNX model, or torch eager
 
 
 def check_backend(backend: str, or_else: str = "") -> None:
@@ -119,7 +120,7 @@ LATENCY_P90 = Metric("latency_p90_ms", "min", "ms", 0.0)
 
 
 class LatencyEvaluator(Evaluator):
-    """Latency measured on this machine: ONNX + onnxruntime (default) or torch eager.
+    """Latency measured on this machine: ONNX in onnxruntime (default) or OpenVINO, or torch eager.
 
     With a ``reference`` model (a search passes its space's unpruned model or initial structure),
     each candidate is timed run by run against it (``evaluators.latency_paired``): ``latency_ms`` is
@@ -178,10 +179,9 @@ class LatencyEvaluator(Evaluator):
         if self.reference is None:
             return {}
         key, scale = self._scale_key(imgsz), stored.get(SCALE_ATTR)
-        if self.backend == "ort":
-            with tempfile.TemporaryDirectory(prefix="archprune-reference-") as tmp:
-                path = export_onnx(self.reference, Path(tmp) / "reference.onnx", imgsz=imgsz)
-                self.reference_onnx = path.read_bytes()
+        if self._runtime().from_onnx:  # exported once: every candidate's window reloads the same file
+            with scratch_folder() as tmp:
+                self.reference_onnx = export_onnx(self.reference, Path(tmp) / "reference.onnx", imgsz=imgsz).read_bytes()
         if scale is None and resumed:
             raise ArchpruneError("this run's latencies were measured without a reference model (an older archprune): "
                                  "they cannot be mixed with paired ones; pass a new --run")
@@ -194,68 +194,53 @@ class LatencyEvaluator(Evaluator):
             return {}
         with measurement_lock(), self._session(imgsz) as run:
             best = reference_best_ms(run.reference, self.reference_rounds, self.warmup, self.runs)
-        self.reference_scale = {**key, "best_ms": best, **_provenance(*self._runtime(), self.threads or 0, self.runs)}
+        self.reference_scale = {**key, "best_ms": best, **self._provenance()}
         return {SCALE_ATTR: self.reference_scale}
 
     # -- measuring ---------------------------------------------------------------------------
-    def _runtime(self) -> tuple[str, str]:
-        if self.backend == "torch":
-            return "", f"torch {torch.__version__}"
-        import onnxruntime as ort
+    def _runtime(self) -> Runtime:
+        return make_runtime(self.backend, self.threads, self.providers)
 
-        return ort.__version__, (self.providers or ["CPUExecutionProvider"])[0]
+    def _provenance(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "cpu": cpu_model(), **self._runtime().provenance(), "runs": self.runs}
 
     @contextlib.contextmanager
     def _session(self, imgsz: int, candidate: nn.Module | None = None) -> Iterator["_Runs"]:
-        """One-inference callables for the reference and the candidate, in this backend."""
-        if self.backend == "torch":
-            previous = torch.get_num_threads()
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
-            models = [m.eval() for m in (self.reference, candidate) if m is not None]
-            try:
-                with torch.no_grad():
-                    yield _Runs(*[(lambda m=m: m(x)) for m in models])
-            finally:
-                torch.set_num_threads(previous)
-            return
-        with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
-            x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-            runs = []
-            reference = Path(tmp) / "reference.onnx"
-            if self.reference_onnx is not None:
-                reference.write_bytes(self.reference_onnx)
-            sources = [reference if self.reference_onnx is not None else None,
-                       export_onnx(candidate, Path(tmp) / "candidate.onnx", imgsz=imgsz) if candidate is not None else None]
-            for path in (p for p in sources if p is not None):
-                session = onnx_session(path, providers=self.providers, threads=self.threads)
-                feed = {session.get_inputs()[0].name: x}
-                runs.append(lambda s=session, f=feed: s.run(None, f))
-            yield _Runs(*runs)
+        """One-inference callables for the reference (when the run has one) and the candidate."""
+        runtime = self._runtime()
+        with torch_threads(self.threads), scratch_folder() as tmp:
+            sources: list[nn.Module | Path] = []
+            if self.reference is not None:
+                if runtime.from_onnx:
+                    assert self.reference_onnx is not None, "bind_run() first"
+                    (Path(tmp) / "reference.onnx").write_bytes(self.reference_onnx)
+                    sources.append(Path(tmp) / "reference.onnx")
+                else:
+                    sources.append(self.reference)
+            if candidate is not None:
+                sources.append(runtime.prepare(candidate, imgsz, Path(tmp), "candidate"))
+            yield _Runs(*[runtime.load(source, imgsz) for source in sources])
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
         with measurement_lock():
-            if self.reference is None or self.reference_scale is None:  # no reference: a plain median
-                if self.backend == "torch":
-                    return measure_torch_latency(candidate.model, candidate.imgsz, self.threads, self.warmup,
-                                                 self.runs)
-                with tempfile.TemporaryDirectory(prefix="archprune-onnx-") as tmp:
-                    start = time.perf_counter()
-                    path = export_onnx(candidate.model, Path(tmp) / "candidate.onnx", imgsz=candidate.imgsz)
-                    exported = time.perf_counter()
-                    result = measure_onnx_latency(path, candidate.imgsz, self.threads, self.providers, self.warmup,
-                                                  self.runs)
-                    self.last_timings = {"export_s": exported - start,
-                                         "latency_runs_s": time.perf_counter() - exported}
-                    return result
             start = time.perf_counter()
-            with self._session(candidate.imgsz, candidate.model) as run:
-                ready = time.perf_counter()
-                times = interleave(run.reference, run.candidate, self.runs, self.warmup)
+            if self.reference is None or self.reference_scale is None:  # no reference: a plain median
+                with self._session_alone(candidate.imgsz, candidate.model) as run:
+                    ready = time.perf_counter()
+                    metrics = _timed(run, self.warmup, self.runs)
+            else:
+                with self._session(candidate.imgsz, candidate.model) as runs:
+                    ready = time.perf_counter()
+                    times = interleave(runs.reference, runs.candidate, self.runs, self.warmup)
+                metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])), "latency_scheme": SCHEME}
             self.last_timings = {"export_s": ready - start, "latency_runs_s": time.perf_counter() - ready}
-        metrics = paired_metrics(times, float(self.reference_scale["best_ms"]))
-        return {**metrics, "latency_scheme": SCHEME, **_provenance(*self._runtime(), self.threads or 0, self.runs)}
+        return {**metrics, **self._provenance()}
+
+    @contextlib.contextmanager
+    def _session_alone(self, imgsz: int, model: nn.Module) -> Iterator[Callable[[], Any]]:
+        runtime = self._runtime()
+        with torch_threads(self.threads), scratch_folder() as tmp:
+            yield runtime.load(runtime.prepare(model, imgsz, Path(tmp), "candidate"), imgsz)
 
 
 @dataclass

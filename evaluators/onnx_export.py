@@ -19,8 +19,9 @@ def _size(imgsz: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[int, int] = 640,
-                opset: int = OPSET) -> Path:
-    """Write ``model`` as ONNX with a fixed batch of 1 (what edge runtimes measure).
+                opset: int = OPSET, batch: int = 1) -> Path:
+    """Write ``model`` as ONNX with a fixed batch, 1 by default (what edge runtimes measure; a
+    throughput is measured at a larger one).
 
     Uses the TorchScript exporter (``dynamo=False``): ~0.7 s for YOLOv8n where the dynamo path
     takes 4-9 s and needs onnxscript (see ../shared/DESIGN.md).
@@ -32,7 +33,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[in
     try:
         with warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes are expected
-            torch.onnx.export(model, (torch.zeros(1, 3, h, w),), str(tmp), dynamo=False, opset_version=opset,
+            torch.onnx.export(model, (torch.zeros(batch, 3, h, w),), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["images"], output_names=["output0"], do_constant_folding=True)
     except ArchpruneError:  # a full disk or an unwritable path, already one line
         raise

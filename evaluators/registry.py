@@ -18,6 +18,7 @@ from spaces.plugin_registry import Registry
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", "archprune.evaluators", {
     "latency": "evaluators.latency:LatencyEvaluator",
     "latency-predicted": "evaluators.latency_predicted:PredictedLatencyEvaluator",
+    "deployment": "evaluators.latency_harness:DeploymentEvaluator",
     "flops": "evaluators.flops:FlopsEvaluator",
     "proxy-adaptive-bn": "evaluators.proxy_accuracy:AdaptiveBNMapEvaluator",
     "proxy-finetune": "evaluators.proxy_finetune:FinetuneMapEvaluator",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evaluators.postprocess import DEFAULT_EVAL_NMS, NMS_RULES
+from search.cli_latency import add_latency_parser
 from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers
 from search.cli_types import OneLineParser, image_size, non_negative_float, non_negative_int, positive_int
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parsers(sub)
     add_bench_parser(sub)
+    add_latency_parser(sub)
     add_latency_table_parser(sub)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default (what `make demo` runs)")

@@ -32,12 +32,13 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--keep-layers": ("keep_layers", dict(help="comma-separated module names never pruned")),
     "--population": ("population", dict(type=int, help="NSGA-II parents μ, also optuna-nsga2's (default 16); zeroshot's population (256)")),
     "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16); zeroshot's per step (64)")),
-    "--latency": ("latency", dict(help="ort (default: ONNX + onnxruntime), torch, or predict:LUT.json "
-                                       "(from `archprune latency-table`)")),
+    "--latency": ("latency", dict(help="the runtime latency is measured in: ort (default: ONNX + onnxruntime), "
+                                       "openvino, torch; or predict:LUT.json (from `archprune latency-table`)")),
     "--no-remeasure-front": ("remeasure_front", dict(action="store_false", help="with predict:LUT.json, do not "
                                                      "measure the final front on this machine")),
     "--threads": ("threads", dict(type=int, help="latency threads (default: all cores)")),
     "--latency-runs": ("latency_runs", dict(type=int, help="timed runs per candidate (default 30)")),
+    "--throughput-batch": ("throughput_batch", dict(type=int, help="the batch throughput_ips is measured at (default 8)")),
     "--providers": ("providers", dict(help="onnxruntime execution providers, comma-separated")),
     "--proxy": ("proxy", dict(help="adaptive-bn (default) or finetune")),
     "--calib-batches": ("calib_batches", dict(type=int, help="BN recalibration batches (default 8)")),
@@ -79,6 +80,7 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--max-drop", default=None, help="with --pick: the max-drop `pareto` was given (default 0.02)")
     ex.add_argument("--out", default=None, help="folder (default results/<run>/exports/trial-N)")
     ex.add_argument("--recalibrate-bn", action="store_true", help="also write pruned-bn.pt with recalibrated BatchNorm")
+    ex.add_argument("--openvino", action="store_true", help="also write the OpenVINO IR (model.xml / model.bin)")
     ex.set_defaults(func=_cmd_export)
 
     ap = sub.add_parser("apply", help="rebuild an exported pruned model from its config and the base weights")
@@ -224,7 +226,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                  "choose one with --trial N or a larger --max-drop")
         print(pick.note)
         trial = pick.trial.number
-    export_trial(handle, trial, Path(args.out) if args.out else None, recalibrate_bn=args.recalibrate_bn)
+    export_trial(handle, trial, Path(args.out) if args.out else None, recalibrate_bn=args.recalibrate_bn,
+                 openvino=args.openvino)
     return 0
 
 

@@ -20,8 +20,9 @@ CONFIG_VERSION = 1
 
 
 def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalibrate_bn: bool = False,
-                 say: Any = print) -> dict[str, Any]:
-    """Write trial ``trial`` of a run as files that rebuild it (its space's recipe says which)."""
+                 say: Any = print, openvino: bool = False) -> dict[str, Any]:
+    """Write trial ``trial`` of a run as files that rebuild it (its space's recipe says which);
+    ``openvino``: also the OpenVINO IR of the exported model.onnx."""
     recipe = handle.settings.recipe()
     recipe.check_export(handle)
     record = next((r for r in handle.store.records() if r.number == trial), None)
@@ -31,7 +32,26 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     if record.failed:
         raise ArchpruneError(f"trial {trial} of run {handle.name!r} failed ({record.error}); pick another trial")
     out = check_output_folder(Path(out) if out else handle.folder / "exports" / f"trial-{trial}")
-    return recipe.export(handle, record, out, say, recalibrate_bn=recalibrate_bn)
+    if openvino:
+        from evaluators.runtimes import openvino_core
+
+        openvino_core()  # before the export's work: a missing package is a one-line error now
+    summary = recipe.export(handle, record, out, say, recalibrate_bn=recalibrate_bn)
+    if openvino:
+        summary["openvino"] = str(write_openvino_ir(out / "model.onnx", out / "model.xml"))
+        say(f"wrote the OpenVINO IR {out / 'model.xml'} (and model.bin)")
+    return summary
+
+
+def write_openvino_ir(onnx_path: Path, xml_path: Path) -> Path:
+    """OpenVINO's IR of an exported ONNX model (its own converter), what OpenVINO deployments load."""
+    from evaluators.runtimes import openvino_core
+
+    if not onnx_path.is_file():
+        raise ArchpruneError(f"--openvino converts the exported {onnx_path.name}, which this space does not write")
+    ov = openvino_core()
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path))
+    return xml_path
 
 
 def export_channel_trial(handle: RunHandle, record: TrialRecord, out: Path, say: Any = print,

@@ -53,11 +53,12 @@ class RunSettings:
     crossover_prob: float = 0.9
     mutation_rate: float | None = None  # per gene; default 1 / number of genes
     # latency
-    latency: str = "ort"  # "ort", "torch", or "predict:lut.json" (a table from `archprune latency-table`)
+    latency: str = "ort"  # "ort", "openvino", "torch", or "predict:lut.json" (a table from `archprune latency-table`)
     remeasure_front: bool = True  # with predicted latency: measure the final front on this machine
     threads: int | None = None
     latency_runs: int = 30
     latency_warmup: int = 5
+    throughput_batch: int = 8  # the batch throughput_ips is measured at
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     # proxy accuracy
     proxy: str = "adaptive-bn"
@@ -145,7 +146,7 @@ class RunSettings:
         if self.workers > 1 and self.dask:
             raise ArchpruneError("--workers and --dask both set the parallelism: give one (--dask local:N for N local workers)")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
-                     "finetune_steps"):
+                     "finetune_steps", "throughput_batch"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         problem = image_size_problem(self.imgsz) if self.imgsz is not None else None
