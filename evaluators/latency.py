@@ -19,7 +19,7 @@ from torch import nn
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, interleave, paired_metrics, reference_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
-from evaluators.runtimes import RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
+from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
 
 
@@ -139,7 +139,8 @@ class LatencyEvaluator(Evaluator):
                  providers: list[str] | None = None, reference: nn.Module | None = None,
                  reference_rounds: int = 5) -> None:
         check_backend(backend)
-        self.backend, self.threads, self.runs, self.warmup, self.providers = backend, threads, runs, warmup, providers
+        self.threads = threads or DEFAULT_THREADS  # a recorded choice, never the runtime's "all cores"
+        self.backend, self.runs, self.warmup, self.providers = backend, runs, warmup, providers
         self.reference, self.reference_rounds = reference, reference_rounds
         self.reference_onnx: bytes | None = None  # exported once by bind_run; travels to the workers
         self.reference_scale: dict[str, Any] | None = None  # the run's stored scale (see bind_run)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
@@ -55,7 +56,7 @@ def harness(model: nn.Module, imgsz: int, runtime: str = "ort", threads: int | N
             warmup: int = 10, throughput_batch: int = THROUGHPUT_BATCH, memory: bool = True) -> dict[str, Any]:
     """Every deployment metric of ``model`` on ``runtime`` (see the module's docstring)."""
     engine = make_runtime(runtime, threads)
-    with measurement_lock(), torch_threads(threads), scratch_folder() as tmp:
+    with measurement_lock(), torch_threads(engine.threads), scratch_folder() as tmp:
         source = engine.prepare(model, imgsz, Path(tmp))
         start = time.perf_counter()
         run = engine.load(source, imgsz)
@@ -67,7 +68,7 @@ def harness(model: nn.Module, imgsz: int, runtime: str = "ort", threads: int | N
         seconds = float(np.median(_times(batched, 2, max(5, runs // 10)))) / 1e3
         out.update(throughput_ips=throughput_batch / seconds, throughput_batch=throughput_batch)
         if memory:
-            out["peak_mem_mb"] = peak_memory_mb(source, model, imgsz, runtime, threads, Path(tmp))
+            out["peak_mem_mb"] = peak_memory_mb(source, model, imgsz, runtime, engine.threads, Path(tmp))
     return {**out, **engine.provenance(), "runs": runs, "imgsz": imgsz}
 
 
@@ -103,6 +104,7 @@ def _memory_probe(argv: list[str]) -> None:
         parser.add_argument(name)
     args = parser.parse_args(argv)
     engine = make_runtime(args.runtime, int(args.threads) or None)
+    torch.set_num_threads(engine.threads)
     imgsz = int(args.imgsz)
     if engine.from_onnx:
         engine.provenance()  # imports the runtime before the baseline

@@ -16,6 +16,11 @@ from evaluators.onnx_export import export_onnx, onnx_session
 from spaces.errors import ArchpruneError
 
 Inference = Callable[[], Any]
+#: the thread count latency is measured with unless the target's is given: one thread measured stable
+#: within 4% on this project's 2-core VM where two (onnxruntime's "all cores") ran bimodal
+#: (BENCHMARKS.md), and one inference thread is what a single-stream edge app usually gets. Give the
+#: target's own count (--threads N) when the deployed app uses more.
+DEFAULT_THREADS = 1
 
 
 class Runtime(abc.ABC):
@@ -24,7 +29,7 @@ class Runtime(abc.ABC):
     from_onnx: bool = True
 
     def __init__(self, threads: int | None = None, providers: list[str] | None = None) -> None:
-        self.threads, self.providers = threads, providers
+        self.threads, self.providers = threads or DEFAULT_THREADS, providers
 
     @abc.abstractmethod
     def load(self, source: nn.Module | Path, imgsz: int, batch: int = 1) -> Inference:

@@ -13,7 +13,7 @@ def add_latency_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model name, checkpoint, exported pruned.pt or structure YAML")
     p.add_argument("--imgsz", type=image_size, default=None, help="input size (default: the checkpoint's, else 640)")
     p.add_argument("--runtime", choices=list(RUNTIMES), default="ort", help="ort (default), openvino or torch")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the runtime's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads: the target's (default 1)")
     p.add_argument("--runs", type=positive_int, default=100, help="timed batch-1 runs (default 100: p99 needs 100)")
     p.add_argument("--warmup", type=positive_int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--throughput-batch", type=positive_int, default=8, help="batch for throughput_ips (default 8)")

@@ -36,7 +36,7 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                        "openvino, torch; or predict:LUT.json (from `archprune latency-table`)")),
     "--no-remeasure-front": ("remeasure_front", dict(action="store_false", help="with predict:LUT.json, do not "
                                                      "measure the final front on this machine")),
-    "--threads": ("threads", dict(type=int, help="latency threads (default: all cores)")),
+    "--threads": ("threads", dict(type=int, help="latency threads: the target's inference threads (default 1)")),
     "--latency-runs": ("latency_runs", dict(type=int, help="timed runs per candidate (default 30)")),
     "--throughput-batch": ("throughput_batch", dict(type=int, help="the batch throughput_ips is measured at (default 8)")),
     "--providers": ("providers", dict(help="onnxruntime execution providers, comma-separated")),

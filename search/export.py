@@ -94,7 +94,10 @@ def export_channel_trial(handle: RunHandle, record: TrialRecord, out: Path, say:
     if "latency_ms" not in record.metrics:  # the run did not measure it: measure now, on this machine
         from evaluators.latency import measure_onnx_latency
 
-        latency = measure_onnx_latency(out / "model.onnx", imgsz, settings.threads, settings.providers)
+        from evaluators.runtimes import DEFAULT_THREADS
+
+        latency = measure_onnx_latency(out / "model.onnx", imgsz, settings.threads or DEFAULT_THREADS,
+                                       settings.providers)
         summary.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"])
     if recalibrate_bn:
         summary["recalibrated"] = str(_recalibrated(pruned, data, imgsz, settings, out / "pruned-bn.pt", meta))
