@@ -1,0 +1,143 @@
+"""How repeatable is a stored latency? (issue 16, item 2)
+
+The base and 10 channel-pruned candidates of ``yolov8n-digits`` of different sizes are each measured
+by the search's latency evaluator ``--repeats`` times (default 10), in one interleaved schedule: every
+repeat measures every model once, in a seeded shuffled order, and the repeats are spread over at
+least ``--minutes`` (default 30) by idle waits, so the machine's speed modes land on different
+repeats. Run it while nothing else runs. One schedule per configuration:
+
+    python bench/latency_repeatability.py --imgsz 160 --threads 1 --scheme paired --out ~/archprune-runs/latrep
+    python bench/latency_repeatability.py --out ~/archprune-runs/latrep --report
+
+``--scheme single`` is the evaluator before issue 16 (a plain median of 30 runs), ``paired`` the
+run-by-run ratio against the base. Each measurement is appended to a JSONL file as it comes, so an
+interrupted schedule resumes. The report gives, per configuration, each model's max/min of
+``latency_ms`` over the repeats and Kendall's tau of the models' order between repeats, over all
+pairs and over the pairs whose median latencies differ by at least 10% (the goal: max/min <= 1.05,
+tau >= 0.9 there).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluators._base import Candidate
+from evaluators.flops import count_flops_params
+from evaluators.latency import LatencyEvaluator, cpu_model
+from spaces.channel_space import ChannelSpace
+from spaces.models import load_model
+
+MODELS = 11  # the base and 10 candidates
+
+
+def candidates(seed: int = 0) -> list[tuple[str, Any]]:
+    """The base, the uniform baselines and random candidates, 11 of distinct FLOPs from 100% down."""
+    space = ChannelSpace(load_model("yolov8n-digits"))
+    named = [(name, g) for name, g in space.baselines() if name.startswith(("unpruned", "uniform"))]
+    rng = np.random.default_rng(seed)
+    while len(named) < MODELS:
+        named.append((f"random-{len(named)}", space.sample(rng)))
+    return [(name, space.build(g)) for name, g in named[:MODELS]]
+
+
+def config_name(args: argparse.Namespace) -> str:
+    return f"{args.scheme}-{args.imgsz}px-{args.threads}t"
+
+
+def measure(args: argparse.Namespace) -> None:
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{config_name(args)}.jsonl"
+    done = {(r["repeat"], r["model"]) for r in _rows(path)}
+    models = candidates()
+    base = models[0][1]
+    evaluator = LatencyEvaluator("ort", threads=args.threads, reference=base if args.scheme == "paired" else None)
+    scale_path = out / f"{config_name(args)}.scale.json"
+    stored = {"latency_scale": json.loads(scale_path.read_text())} if scale_path.exists() else {}
+    created = evaluator.bind_run(stored, resumed=bool(stored), imgsz=args.imgsz)
+    if created:
+        scale_path.write_text(json.dumps(created["latency_scale"]))
+    pause = args.minutes * 60 / max(1, args.repeats - 1)
+    for repeat in range(args.repeats):
+        started = time.monotonic()
+        order = list(range(len(models)))
+        random.Random(repeat).shuffle(order)
+        for index in order:
+            name, model = models[index]
+            if (repeat, name) in done:
+                continue
+            metrics = evaluator.evaluate(Candidate(model=model, imgsz=args.imgsz))
+            row = {"repeat": repeat, "model": name, "flops_g": count_flops_params(model, args.imgsz)["flops_g"],
+                   "latency_ms": metrics["latency_ms"], "latency_raw_ms": metrics.get("latency_raw_ms"),
+                   "time": time.time(), "cpu": cpu_model(), "threads": args.threads}
+            with path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(f"repeat {repeat} {name}: {row['latency_ms']:.3f} ms", flush=True)
+        if repeat < args.repeats - 1:  # spread the repeats over the schedule's minutes
+            time.sleep(max(0.0, pause - (time.monotonic() - started)))
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def tau(a: list[float], b: list[float], pairs: list[tuple[int, int]]) -> float:
+    """Kendall's tau of two orders of the same models, over the given model pairs."""
+    signs = [np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) for i, j in pairs]
+    return float(np.mean(signs)) if signs else float("nan")
+
+
+def report(out: Path) -> str:
+    lines = ["| configuration | repeats | spread (min / median / max) | worst model | tau all (mean, min) | "
+             "tau >= 10% apart (mean, min) | minutes | CPU |", "|---|---:|---|---|---|---|---:|---|"]
+    for path in sorted(Path(out).expanduser().glob("*.jsonl")):
+        rows = _rows(path)
+        models = sorted({r["model"] for r in rows})
+        repeats = sorted({r["repeat"] for r in rows})
+        table = {(r["repeat"], r["model"]): r["latency_ms"] for r in rows}
+        full = [k for k in repeats if all((k, m) in table for m in models)]
+        if len(full) < 2:
+            continue
+        per = {m: [table[(k, m)] for k in full] for m in models}
+        spread = {m: max(v) / min(v) for m, v in per.items()}
+        worst = max(spread, key=spread.get)
+        medians = [float(np.median(per[m])) for m in models]
+        every = list(itertools.combinations(range(len(models)), 2))
+        apart = [(i, j) for i, j in every if max(medians[i], medians[j]) / min(medians[i], medians[j]) >= 1.10]
+        orders = [[table[(k, m)] for m in models] for k in full]
+        taus = [tau(a, b, every) for a, b in itertools.combinations(orders, 2)]
+        taus_apart = [tau(a, b, apart) for a, b in itertools.combinations(orders, 2)]
+        minutes = (max(r["time"] for r in rows) - min(r["time"] for r in rows)) / 60
+        values = sorted(spread.values())
+        lines.append(f"| {path.stem} | {len(full)} | {values[0]:.3f} / {np.median(values):.3f} / {values[-1]:.3f} | "
+                     f"{worst} ({spread[worst]:.3f}) | {np.mean(taus):.3f}, {min(taus):.3f} | "
+                     f"{np.nanmean(taus_apart):.3f}, {np.nanmin(taus_apart):.3f} ({len(apart)} pairs) | "
+                     f"{minutes:.0f} | {rows[0]['cpu']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scheme", choices=["paired", "single"], default="paired")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
+    parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if args.report:
+        print(report(Path(args.out)))
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()
