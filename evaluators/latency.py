@@ -170,7 +170,7 @@ class LatencyEvaluator(Evaluator):
         from spaces.models.checkpoint import state_dict_sha256
 
         assert self.reference is not None
-        return {"scheme": SCHEME, "backend": self.backend, "threads": self.threads or 0, "imgsz": imgsz,
+        return {"scheme": SCHEME, "backend": self.backend, "threads": self.threads, "imgsz": imgsz,
                 "providers": list(self.providers or ["CPUExecutionProvider"]),
                 "reference_sha256": state_dict_sha256(self.reference)}
 
@@ -223,9 +223,11 @@ class LatencyEvaluator(Evaluator):
             yield _Runs(*[runtime.load(source, imgsz) for source in sources])
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        if self.reference is not None and self.reference_scale is None:  # used outside a search: a scale of its own
+            self.bind_run({}, resumed=False, imgsz=candidate.imgsz)
         with measurement_lock():
             start = time.perf_counter()
-            if self.reference is None or self.reference_scale is None:  # no reference: a plain median
+            if self.reference is None:  # no reference: a plain median
                 with self._session_alone(candidate.imgsz, candidate.model) as run:
                     ready = time.perf_counter()
                     metrics = _timed(run, self.warmup, self.runs)
