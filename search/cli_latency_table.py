@@ -39,7 +39,7 @@ def add_latency_table_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="table JSON to write (an existing one from this machine is resumed)")
     p.add_argument("--provider", default="CPU",
                    help="onnxruntime execution provider, short forms allowed (default CPU)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's, all cores)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads: the target's (default 1, as search)")
     p.add_argument("--imgsz", type=image_size, nargs="+", default=[320, 640],
                    help="image sizes the grid covers: convs at each size and its halvings (default 320 640)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds; for tests and trying it out)")
@@ -86,8 +86,11 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
         raise ArchpruneError(f"--nc must be at least 1, got {args.nc}")
     if Path(args.out).is_dir():
         raise ArchpruneError(f"--out {args.out} is a folder; give the table's file, e.g. {Path(args.out) / 'lut.json'}")
+    from evaluators.runtimes import DEFAULT_THREADS
+
+    threads = args.threads or DEFAULT_THREADS  # the same recorded default as a search's latency
     providers, out, progress = [provider_name(args.provider)], Path(args.out), sys.stderr.isatty()
-    table = _open_table(out, args.target, providers, args.threads)
+    table = _open_table(out, args.target, providers, threads)
     # built before the grid is measured, so a bad --calibrate fails in a second, not after the grid
     models, what = [], ""
     if args.calibrate:
@@ -95,10 +98,10 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
         models = calibration_models(space, args.calibrate_candidates)
     before, start = len(table.entries), time.perf_counter()
     table.complete = False
-    measure_table(default_grid(args.imgsz, quick=args.quick), table, out, providers, args.threads, progress)
+    measure_table(default_grid(args.imgsz, quick=args.quick), table, out, providers, threads, progress)
     if models:
         for imgsz in args.imgsz:
-            fit = calibrate(table, models, imgsz, providers, args.threads, on=args.calibrate)
+            fit = calibrate(table, models, imgsz, providers, threads, on=args.calibrate)
             table.save(out)
             print(f"correction at {imgsz}: measured = {fit['a']:.3f} x conv sum + {fit['b']:.3f} ms "
                   f"({len(models)} models: {what})")

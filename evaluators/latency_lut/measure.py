@@ -185,9 +185,16 @@ def calibrate(table: LatencyTable, models: Sequence[nn.Module], imgsz: int, prov
 
     Their convs are deliberately not added to the table: the fit must see the same interpolation
     error the search's candidates will, so calibrate on candidates like them (random samples of
-    the space), not on convs measured exactly.
+    the space), not on convs measured exactly. They are measured as a search measures them: paired
+    with the first model (the unpruned or initial one) run by run, on its best-of-rounds scale, so
+    a change of the machine's speed mode between two models does not bend the fit.
     """
+    from evaluators._base import Candidate
+    from evaluators.latency import LatencyEvaluator
+
     from .predictor import LatencyPredictor
 
-    measured = [measure_model(m, imgsz, providers, threads) for m in models]
+    evaluator = LatencyEvaluator("ort", threads=threads, providers=providers, reference=models[0])
+    evaluator.bind_run({}, resumed=False, imgsz=imgsz)
+    measured = [float(evaluator.evaluate(Candidate(model=m, imgsz=imgsz))["latency_ms"]) for m in models]
     return LatencyPredictor(table).fit(models, measured, imgsz, on)
