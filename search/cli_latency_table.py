@@ -79,7 +79,7 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     from search.space_recipes import calibration_space_for
 
     if args.threads is not None and args.threads < 1:
-        raise ArchpruneError("--threads must be at least 1 (leave it out for onnxruntime's default)")
+        raise ArchpruneError("--threads must be at least 1 (leave it out for the default, 1)")
     if args.calibrate_candidates < 1:
         raise ArchpruneError("--calibrate-candidates must be at least 1")
     if args.nc < 1:

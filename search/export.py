@@ -93,7 +93,6 @@ def export_channel_trial(handle: RunHandle, record: TrialRecord, out: Path, say:
                                "proxy": settings.proxy if "map50_95" in record.metrics else None}
     if "latency_ms" not in record.metrics:  # the run did not measure it: measure now, on this machine
         from evaluators.latency import measure_onnx_latency
-
         from evaluators.runtimes import DEFAULT_THREADS
 
         latency = measure_onnx_latency(out / "model.onnx", imgsz, settings.threads or DEFAULT_THREADS,
