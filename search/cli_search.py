@@ -20,6 +20,8 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--objectives": ("objectives", dict(help="name:min|max,... (default latency_ms:min,map50_95:max)")),
     "--constraint": ("constraints", dict(action="append", help="hard budget, e.g. 'latency_ms<=20' (repeatable)")),
     "--space": ("space", dict(help="the registered spaces")),  # see _help
+    "--depth": ("depth", dict(action="store_true", help="--space channels: also drop trailing blocks of C2f / "
+                                                        "C3k2 / C3k chains (depth genes)")),
     "--init": ("init", dict(help="--space blocks: the initial structure, YAML/JSON (default: YOLOv8n-sized)")),
     "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default) or damo")),
     "--driver": ("driver", dict(help="the registered drivers")),

@@ -69,15 +69,15 @@ def export_channel_trial(handle: RunHandle, record: TrialRecord, out: Path, say:
     if [g.name for g in space.genes] != [g.name for g in handle.store.genes]:
         raise ArchpruneError(f"the model {settings.model} no longer has the channel groups run {handle.name!r} "
                              "searched (did the checkpoint change?)")
-    kept = space.kept_indices(record.genome)
-    pruned = space.apply_indices(kept)
+    kept, depth = space.kept_indices(record.genome), space.depth(record.genome)
+    pruned = space.apply_depth(space.apply_indices(kept), depth)
     cost = count_flops_params(pruned, imgsz)
     config = {
         "format": CONFIG_FORMAT, "version": CONFIG_VERSION,
         "base": {"model": settings.model, "sha256": state_dict_sha256(space.base)},
         "run": handle.name, "trial": trial, "imgsz": imgsz, "importance": settings.importance,
         "round_to": settings.round_to, "genome": list(record.genome), "groups": space.counts(record.genome),
-        "kept_indices": kept, "layers": channel_layout(pruned),
+        "kept_indices": kept, **({"depth": depth} if depth else {}), "layers": channel_layout(pruned),
     }
     make_folder(out)
     write_text(out / "config.json", json.dumps(config, indent=1))
@@ -155,7 +155,7 @@ def apply_config(config_path: Path, weights: str, out: Path, verify: bool = True
         raise ArchpruneError(f"{weights} is not the base model {config_path} was searched on (weights fingerprint "
                              f"{digest[:12]}, config expects {config['base']['sha256'][:12]} from "
                              f"{config['base']['model']}); pass those weights, or --no-verify to apply anyway")
-    pruned = prune_kept_channels(base, _kept_indices(config, config_path, base))
+    pruned = _with_depth(prune_kept_channels(base, _kept_indices(config, config_path, base)), config, config_path)
     meta = {"pruned_from": config["base"]["model"], "run": config.get("run"), "trial": config.get("trial"),
             "imgsz": config.get("imgsz")}
     return save_checkpoint(pruned, out, meta=meta)
@@ -170,6 +170,26 @@ def _kept_indices(config: dict[str, Any], config_path: Path, base: Any) -> dict[
                              "re-export it with `archprune export`")
     return {group: _group_indices(config_path, group, indices, _group_width(config_path, group, base))
             for group, indices in kept.items()}
+
+
+def _with_depth(model: Any, config: dict[str, Any], config_path: Path) -> Any:
+    """The config's dropped blocks (``depth``: chain -> blocks kept), each name and count checked."""
+    from spaces.channel_space import ChannelSpace
+    from spaces.depth_pruning import depth_units
+
+    depth = config.get("depth") or {}
+    if not isinstance(depth, dict):
+        raise ArchpruneError(f"config {config_path}: 'depth' must map block chains to the blocks they keep; "
+                             "re-export it with `archprune export`")
+    units = {u.name: u for u in depth_units(model)}
+    for name, keep in depth.items():
+        if name not in units:
+            raise ArchpruneError(f"config {config_path}: depth names {name!r}, not a block chain of the base model; "
+                                 "pass the weights the config was exported from")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep not in units[name].choices():
+            raise ArchpruneError(f"config {config_path}: chain {name!r} cannot keep {keep!r} blocks "
+                                 f"(choices {list(units[name].choices())}); re-export the config")
+    return ChannelSpace.apply_depth(model, depth)
 
 
 def _group_width(config_path: Path, group: str, base: Any) -> int:

@@ -19,6 +19,7 @@ from torch import nn
 from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.channel_groups import channel_groups
 from spaces.errors import ArchpruneError
+from spaces.depth_pruning import depth_units, with_depth
 from spaces.importances import make_importance, needs_gradients
 from spaces.tp_compat import CalibrationLoss, accumulate_gradients, dependency_graph
 
@@ -34,16 +35,22 @@ def kept_counts(full: int, ratios: Iterable[float], round_to: int) -> tuple[int,
 
 
 class ChannelSpace(SearchSpace):
-    """Genes = dependency groups of ``model``; choices = channel counts to keep.
+    """Genes = dependency groups of ``model``; choices = channel counts to keep. With ``depth``, one more
+    gene per block chain (C2f, C3k2, residual C3k: ``spaces.depth_pruning``) chooses how many of its
+    blocks to keep, after the width genes; a candidate is width-pruned, then its trailing blocks go.
 
     The final prediction convs and the DFL keep their outputs (Torch-Pruning's ignored layers);
     groups that touch a module named in ``keep_layers`` (or inside an attention block, whose head
     layout pruning would break) are left whole and are not genes.
+
+    One model, one genome: the width genes of a group that lies wholly inside a dropped block (and the
+    depth gene of a chain inside one) do not change the model, so a canonical genome holds them at
+    their top choice; ``validate`` refuses any other value and ``repair`` sets it.
     """
 
     def __init__(self, model: nn.Module, example_inputs: torch.Tensor | None = None, importance: str = "l1",
                  ratios: Iterable[float] = DEFAULT_RATIOS, round_to: int = 8, keep_layers: Iterable[str] = (),
-                 seed: int = 0, calibration_loss: CalibrationLoss | None = None) -> None:
+                 seed: int = 0, calibration_loss: CalibrationLoss | None = None, depth: bool = False) -> None:
         self.base = copy.deepcopy(model).eval()
         self.example = example_inputs if example_inputs is not None else torch.zeros(1, 3, 64, 64)
         self.importance, self.round_to, self.ratios = importance, round_to, tuple(ratios)
@@ -81,6 +88,9 @@ class ChannelSpace(SearchSpace):
         self.base.zero_grad(set_to_none=True)  # gradient importances leave .grad behind: builds copy the base
         if not self.genes:
             raise ArchpruneError("the model has no prunable channel groups (all are protected or kept)")
+        self.width_genes = list(self.genes)
+        self.depth_units = depth_units(self.base) if depth else []
+        self.genes += [Gene(f"depth:{u.name}", u.choices()) for u in self.depth_units]
 
     def channel_order(self) -> dict[str, list[int]]:
         """Each group's channels, most important first (what an elastic base records)."""
@@ -93,7 +103,43 @@ class ChannelSpace(SearchSpace):
     # -- genome <-> channels -------------------------------------------------------------
     def counts(self, genome: Genome) -> dict[str, int]:
         genome = self.validate(genome)
-        return {gene.name: gene.choices[i] for gene, i in zip(self.genes, genome)}
+        return {gene.name: gene.choices[i] for gene, i in zip(self.width_genes, genome)}
+
+    def depth(self, genome: Genome) -> dict[str, int]:
+        """Blocks each chain keeps ({} without depth genes)."""
+        genome = tuple(genome)
+        start = len(self.width_genes)
+        return {u.name: u.choices()[i] for u, i in zip(self.depth_units, genome[start:])}
+
+    def canonical(self, genome: Genome) -> Genome:
+        """``genome`` with the genes that cannot change the model (inside dropped blocks) at their top choice."""
+        dropped = [f"{name}.m.{j}." for name, keep in self.depth(genome).items()
+                   for j in range(keep, self.base.get_submodule(name).m.__len__())]
+        if not dropped:
+            return tuple(genome)
+        inside = lambda layer: any(layer.startswith(prefix) for prefix in dropped)  # noqa: E731
+        out = list(genome)
+        for i, gene in enumerate(self.width_genes):
+            if all(inside(member) for member, _, _ in self._outputs[gene.name]):
+                out[i] = len(gene.choices) - 1
+        for k, unit in enumerate(self.depth_units):
+            if inside(unit.name + "."):
+                out[len(self.width_genes) + k] = len(self.genes[len(self.width_genes) + k].choices) - 1
+        return tuple(out)
+
+    def validate(self, genome: Genome) -> Genome:
+        genome = super().validate(genome)
+        if self.depth_units and self.canonical(genome) != genome:
+            raise InvalidGenome("a gene inside a dropped block is not at its top choice (repair() sets it)")
+        return genome
+
+    def repair(self, genome: Genome) -> Genome | None:
+        if not self.depth_units:
+            return None
+        try:
+            return self.canonical(super().validate(genome))
+        except InvalidGenome:
+            return None
 
     def kept_indices(self, genome: Genome) -> dict[str, list[int]]:
         """The exact channels each group keeps (what an export records so any criterion replays)."""
@@ -103,9 +149,12 @@ class ChannelSpace(SearchSpace):
     def unpruned(self) -> Genome:
         return tuple(len(g.choices) - 1 for g in self.genes)
 
+    def _full_depth(self) -> tuple[int, ...]:
+        return tuple(len(g.choices) - 1 for g in self.genes[len(self.width_genes):])
+
     def uniform(self, ratio: float) -> Genome:
         """Every group at the choice nearest ``ratio`` of its channels (the uniform baselines)."""
-        return tuple(self._nearest_choice(g, ratio) for g in self.genes)
+        return tuple(self._nearest_choice(g, ratio) for g in self.width_genes) + self._full_depth()
 
     def _nearest_choice(self, gene: Gene, ratio: float) -> int:
         """Index of the channel count nearest ``ratio`` of the group's full width."""
@@ -117,8 +166,12 @@ class ChannelSpace(SearchSpace):
         at the same mid size (the average of many independent choices), leaving small and
         near-unpruned models unexplored."""
         centre = rng.uniform(min(self.ratios), 1.0)
-        return tuple(self._nearest_choice(g, float(np.clip(centre + rng.normal(0.0, 0.1), 0.0, 1.0)))
-                     for g in self.genes)
+        width = tuple(self._nearest_choice(g, float(np.clip(centre + rng.normal(0.0, 0.1), 0.0, 1.0)))
+                      for g in self.width_genes)
+        if not self.depth_units:
+            return width
+        depth = tuple(int(rng.integers(len(g.choices))) for g in self.genes[len(self.width_genes):])
+        return self.canonical(width + depth)
 
     def baselines(self) -> list[tuple[str, Genome]]:
         """The unpruned model, uniform keep ratios 87.5% ... 25%, and LAMP-style global allocations
@@ -132,11 +185,17 @@ class ChannelSpace(SearchSpace):
             genome = self.uniform(ratio)
             if all(genome != g for _, g in out):
                 out.append((f"uniform-{ratio:g}", genome))
-        if len(self._scores) == len(self.genes):  # the criterion scored every group (not recorded, not random)
+        if len(self._scores) == len(self.width_genes):  # the criterion scored every group (not recorded, not random)
             for keep in (0.8, 0.7, 0.6, 0.5, 0.4):
                 genome = self.global_allocation(keep)
                 if all(genome != g for _, g in out):
                     out.append((f"global-{keep:g}", genome))
+        deepest = max((u.blocks for u in self.depth_units), default=0)
+        for keep in range(deepest - 1, -1, -1):  # depth only: every chain at its first ``keep`` blocks
+            depth = tuple(u.choices().index(max(u.minimum, min(keep, u.blocks))) for u in self.depth_units)
+            genome = self.canonical(tuple(len(g.choices) - 1 for g in self.width_genes) + depth)
+            if all(genome != g for _, g in out):
+                out.append((f"depth-{keep}", genome))
         return out
 
     def global_allocation(self, keep: float) -> Genome:
@@ -155,29 +214,42 @@ class ChannelSpace(SearchSpace):
         n_keep = max(1, int(round(keep * pooled.size)))
         threshold = np.sort(pooled)[::-1][n_keep - 1]
         genome = []
-        for gene in self.genes:
+        for gene in self.width_genes:
             kept = int((lamp[gene.name] >= threshold).sum())
             genome.append(int(np.argmin([abs(c - kept) for c in gene.choices])))
-        return tuple(genome)
+        return tuple(genome) + self._full_depth()
 
     def to_config(self, genome: Genome) -> dict[str, Any]:
-        return {"groups": self.counts(genome), "importance": self.importance, "round_to": self.round_to}
+        config = {"groups": self.counts(genome), "importance": self.importance, "round_to": self.round_to}
+        if self.depth_units:
+            config["depth"] = self.depth(genome)
+        return config
 
     def from_config(self, config: dict[str, Any]) -> Genome:
-        groups = config.get("groups", {})
+        groups, depth = config.get("groups", {}), config.get("depth", {})
         genome = []
-        for gene in self.genes:
+        for unit in self.depth_units:
+            keep = depth.get(unit.name, unit.blocks)
+            if keep not in unit.choices():
+                raise InvalidGenome(f"chain {unit.name!r}: keeping {keep} blocks is not a choice {unit.choices()}")
+        for gene in self.width_genes:
             count = groups.get(gene.name, self._full[gene.name])
             if count <= 0:
                 raise InvalidGenome(f"group {gene.name!r}: keeping {count} channels would empty it")
             if count not in gene.choices:
                 raise InvalidGenome(f"group {gene.name!r}: {count} channels is not a choice {gene.choices}")
             genome.append(gene.choices.index(count))
-        return tuple(genome)
+        genome += [u.choices().index(depth.get(u.name, u.blocks)) for u in self.depth_units]
+        return self.validate(tuple(genome))
 
     # -- building ---------------------------------------------------------------------------
     def build(self, genome: Genome) -> nn.Module:
-        return self.apply_indices(self.kept_indices(genome))
+        return self.apply_depth(self.apply_indices(self.kept_indices(genome)), self.depth(genome))
+
+    @staticmethod
+    def apply_depth(model: nn.Module, depth: dict[str, int]) -> nn.Module:
+        """``model`` with each named chain's trailing blocks dropped (itself when nothing is dropped)."""
+        return with_depth(model, depth) if depth else model
 
     def apply_indices(self, kept: dict[str, list[int]]) -> nn.Module:
         """A physically smaller copy of the base model keeping exactly ``kept`` channels per group."""

@@ -24,6 +24,7 @@ ALWAYS = ("flops_g", "params_m")
 
 class ChannelsRecipe(SpaceRecipe):
     summary = "default: prune --model"
+    own_settings = ("depth",)
     example = {"model": "yolov8n-digits", "imgsz": 64, "objectives": "flops_g:min,params_m:min"}
 
     def check(self, settings: RunSettings) -> None:
@@ -85,7 +86,8 @@ def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz:
 
         calibration = detection_calibration_loss(data, imgsz)
     return ChannelSpace(model, importance=settings.importance, round_to=settings.round_to,
-                        keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration)
+                        keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration,
+                        depth=settings.depth)
 
 
 def check_val_split(settings: RunSettings, data: Any, imgsz: int) -> None:

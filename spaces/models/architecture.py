@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ArchpruneError
 from ..plugin_registry import Registry
-from .blocks import Attention
+from .blocks import Attention, C3k, _SplitCSP
 from .yolo import YOLODetector
 
 #: architecture kind (the ``kind`` of a checkpoint's architecture) -> the function that builds it. By
@@ -80,7 +80,28 @@ def architecture_of(model: nn.Module) -> dict[str, Any]:
         "names": list(model.names),
         "imgsz": model.imgsz,
         "layout": channel_layout(model),
+        "depth": block_counts(model),
     }
+
+
+def block_counts(model: nn.Module) -> dict[str, int]:
+    """Blocks each C2f / C3k2 / C3k chain has (fewer than the spec's once depth-pruned)."""
+    return {name: len(module.m) for name, module in model.named_modules() if isinstance(module, (_SplitCSP, C3k))}
+
+
+def _apply_block_counts(model: nn.Module, counts: dict[str, int]) -> None:
+    """Drop each chain's trailing blocks down to ``counts``; the channel layout then reshapes the
+    convs that received them (a C2f's ``cv2``)."""
+    for name, count in counts.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise ArchpruneError(f"architecture names block chain {name!r}, which the model does not have") from None
+        if not isinstance(module, (_SplitCSP, C3k)) or not 0 <= count <= len(module.m):
+            raise ArchpruneError(f"architecture keeps {count} blocks of {name!r}, which it cannot")
+        if count < len(module.m):
+            kept = list(module.m)[:count]
+            module.m = nn.Sequential(*kept) if isinstance(module.m, nn.Sequential) else nn.ModuleList(kept)
 
 
 def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
@@ -93,5 +114,6 @@ def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
 def build_yolo(arch: dict[str, Any]) -> YOLODetector:
     model = YOLODetector(arch["spec"], nc=arch["nc"], names=arch.get("names"))
     model.imgsz = arch.get("imgsz")
+    _apply_block_counts(model, arch.get("depth", {}))  # before the layout: it names the remaining convs
     apply_channel_layout(model, arch.get("layout", {}))
     return model
