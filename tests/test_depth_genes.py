@@ -97,3 +97,14 @@ def test_a_depth_pruned_yolo11_checkpoint_rebuilds_exactly(tmp_path: Path) -> No
         got, expected = loaded.eval()(x), pruned.eval()(x)
     torch.testing.assert_close(got[0] if isinstance(got, (list, tuple)) else got,
                                expected[0] if isinstance(expected, (list, tuple)) else expected)
+
+
+def test_the_latency_predictor_prices_a_depth_pruned_candidate(space: ChannelSpace) -> None:
+    import math
+
+    from evaluators.latency_lut import LatencyPredictor, measure_for, new_table
+
+    shallow = space.build(dict(space.baselines())["depth-0"])  # the sliced cv2 convs are shapes of its own
+    table = measure_for([shallow], 64, new_table("t", threads=1), threads=1, progress=False)
+    predicted = LatencyPredictor(table).predict(shallow, 64)
+    assert math.isfinite(predicted) and predicted > 0
