@@ -114,7 +114,7 @@ class ChannelSpace(SearchSpace):
     def canonical(self, genome: Genome) -> Genome:
         """``genome`` with the genes that cannot change the model (inside dropped blocks) at their top choice."""
         dropped = [f"{name}.m.{j}." for name, keep in self.depth(genome).items()
-                   for j in range(keep, self.base.get_submodule(name).m.__len__())]
+                   for j in range(keep, len(self.base.get_submodule(name).m))]
         if not dropped:
             return tuple(genome)
         inside = lambda layer: any(layer.startswith(prefix) for prefix in dropped)  # noqa: E731
