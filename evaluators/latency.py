@@ -34,8 +34,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _timed(run: Any, warmup: int, runs: int) -> dict[str, float]:
-    """Median and p90 wall time of ``run()`` in ms, after ``warmup`` untimed calls."""
+def timed_runs(run: Any, warmup: int, runs: int) -> list[float]:
+    """Wall time of each of ``runs`` calls of ``run()`` in ms, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         run()
     times = []
@@ -43,6 +43,12 @@ def _timed(run: Any, warmup: int, runs: int) -> dict[str, float]:
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _timed(run: Any, warmup: int, runs: int) -> dict[str, float]:
+    """Median and p90 wall time of ``run()`` in ms, after ``warmup`` untimed calls."""
+    times = timed_runs(run, warmup, runs)
     return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90))}
 
 

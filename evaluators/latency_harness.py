@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.latency import measurement_lock
+from evaluators.latency import measurement_lock, timed_runs
 from evaluators.latency_paired import PERCENTILE_RUNS
 from evaluators.runtimes import make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
@@ -41,17 +41,6 @@ def percentiles(times_ms: list[float]) -> dict[str, float]:
     return out
 
 
-def _times(run: Any, warmup: int, runs: int) -> list[float]:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
-
-
 def harness(model: nn.Module, imgsz: int, runtime: str = "ort", threads: int | None = None, runs: int = 100,
             warmup: int = 10, throughput_batch: int = THROUGHPUT_BATCH, memory: bool = True) -> dict[str, Any]:
     """Every deployment metric of ``model`` on ``runtime`` (see the module's docstring)."""
@@ -61,11 +50,11 @@ def harness(model: nn.Module, imgsz: int, runtime: str = "ort", threads: int | N
         start = time.perf_counter()
         run = engine.load(source, imgsz)
         load_ms = (time.perf_counter() - start) * 1e3
-        out: dict[str, Any] = {**percentiles(_times(run, warmup, runs)), "load_ms": load_ms,
+        out: dict[str, Any] = {**percentiles(timed_runs(run, warmup, runs)), "load_ms": load_ms,
                                "model_mb": _size_mb(source, model)}
         batched = engine.load(engine.prepare(model, imgsz, Path(tmp), "batched", batch=throughput_batch), imgsz,
                               batch=throughput_batch)
-        seconds = float(np.median(_times(batched, 2, max(5, runs // 10)))) / 1e3
+        seconds = float(np.median(timed_runs(batched, 2, max(5, runs // 10)))) / 1e3
         out.update(throughput_ips=throughput_batch / seconds, throughput_batch=throughput_batch)
         if memory:
             out["peak_mem_mb"] = peak_memory_mb(source, model, imgsz, runtime, engine.threads, Path(tmp))
