@@ -56,7 +56,7 @@ def _train_settings(args: argparse.Namespace, **extra: Any) -> Any:
                          workers=args.workers, val_max_images=args.val_max_images, sparsity=args.sparsity,
                          sparsity_weight=args.sparsity_weight, elastic=args.elastic,
                          elastic_samples=args.elastic_samples, elastic_weight=args.elastic_weight,
-                         importance=args.importance, **extra)
+                         importance=args.importance, elastic_depth=args.elastic_depth, **extra)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -122,6 +122,9 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
     p.add_argument("--elastic-weight", type=non_negative_float, default=1.0,
                    help="with --elastic: weight of the sub-networks' mean loss against the largest network's "
                         "(default 1; higher trains sub-networks harder at the full model's expense)")
+    p.add_argument("--elastic-depth", action="store_true",
+                   help="with --elastic: sub-networks also drop trailing C2f / C3k2 / C3k blocks (the depth "
+                        "genes of search --depth), so depth-pruned candidates of the result are scoreable too")
     p.add_argument("--importance", choices=[i for i in IMPORTANCES if not needs_gradients(i)], default="l1",
                    help="with --elastic: the criterion that orders each group's channels once, before training "
                         "(default l1); sub-networks keep prefixes of that order")

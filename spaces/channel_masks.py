@@ -5,6 +5,11 @@ BatchNorms behind them) gives exactly the physically pruned network: SiLU(0) = 0
 and concats carry the zeros along, pooling and upsampling keep them, and every consumer then
 sees zero inputs where the pruned network has no inputs at all. Elastic training uses it to train
 many sub-networks of one set of weights without a rebuild per step.
+
+Depth genes (``spaces.depth_pruning``) are masked the same way: a dropped block of a C2f / C3k2
+returns zeros (what the sliced ``cv2`` no longer reads), and a dropped residual bottleneck of a
+C3k returns its input (``x`` where ``x + f(x)`` was). The dropped blocks still run, so a masked
+step costs the full model's time; the point is one set of weights, not speed.
 """
 from __future__ import annotations
 
@@ -24,9 +29,14 @@ class ChannelMasks:
         self.model, self.space = model, space
         self._masks: dict[str, Tensor] = {}
         self._handles = []
-        layers = {name for gene in space.genes for name, _, _ in space.output_members(gene.name)}
+        layers = {name for gene in space.width_genes for name, _, _ in space.output_members(gene.name)}
         for name in sorted(layers):
             self._handles.append(model.get_submodule(name).register_forward_hook(self._hook(name)))
+        self._dropped: dict[str, str] = {}  # block path -> "zero" (split CSP) or "identity" (C3k)
+        for unit in space.depth_units:
+            for j in range(unit.blocks):
+                block = f"{unit.name}.m.{j}"
+                self._handles.append(model.get_submodule(block).register_forward_hook(self._block_hook(block)))
 
     def _hook(self, name: str) -> Any:
         def apply(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
@@ -37,11 +47,23 @@ class ChannelMasks:
             return output * mask.to(output.dtype).view(shape)
         return apply
 
+    def _block_hook(self, name: str) -> Any:
+        def apply(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
+            mode = self._dropped.get(name)
+            if mode is None:
+                return None
+            return args[0] if mode == "identity" else torch.zeros_like(output)  # no backward through it
+        return apply
+
     def set(self, genome: Genome | None) -> None:
         """Mask to ``genome`` (None: the full model)."""
-        self._masks = {}
+        self._masks, self._dropped = {}, {}
         if genome is None or genome == self.space.unpruned():
             return
+        depth = self.space.depth(genome)
+        for unit in self.space.depth_units:
+            for j in range(depth[unit.name], unit.blocks):
+                self._dropped[f"{unit.name}.m.{j}"] = "zero" if unit.kind == "split" else "identity"
         out: dict[str, Tensor] = {}
         for gene_name, kept in self.space.kept_indices(genome).items():
             kept_set = set(kept)
@@ -57,4 +79,4 @@ class ChannelMasks:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles, self._masks = [], {}
+        self._handles, self._masks, self._dropped = [], {}, {}

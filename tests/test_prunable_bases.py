@@ -20,9 +20,10 @@ from evaluators.data import DetectionDataset, build_digits_det, collate_detectio
 from evaluators.training import elastic as elastic_module
 from evaluators.training.elastic import ElasticTrainer, frozen_bn_statistics
 from evaluators.training.sparsity import REGULARIZERS, SparsityRegularizer
-from evaluators.training.trainer import TrainSettings, train
+from evaluators.training.trainer import TrainSettings, _extension_for, train
 from spaces.channel_masks import ChannelMasks
 from spaces.channel_space import ChannelSpace
+from spaces.errors import ArchpruneError
 from spaces.models import build_model, load_model, save_checkpoint
 
 ARCHPRUNE = Path(sys.executable).with_name("archprune")
@@ -113,6 +114,42 @@ def test_a_masked_forward_equals_the_physically_built_candidate() -> None:
             masks.set(None)
             assert not torch.allclose(masked_model(x), built, atol=1e-3)  # the masks did the work
         torch.testing.assert_close(masked_model(x), full)
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_a_masked_forward_with_depth_genes_equals_the_physically_built_candidate(name: str) -> None:
+    model = _randomize_batchnorm(build_model(name, nc=10))
+    space = ChannelSpace(model, depth=True)
+    assert any(u.kind == "c3k" for u in space.depth_units) == (name == "yolo11n")  # both kinds of chain
+    masked_model = copy.deepcopy(model)
+    masks = ChannelMasks(masked_model, space)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(1)
+    baselines = dict(space.baselines())
+    genomes = [space.canonical(tuple(0 for _ in space.genes)), baselines["depth-0"], baselines["depth-1"]]
+    genomes += [space.sample(rng) for _ in range(3)]
+    assert any(min(space.depth(g).values()) == 0 for g in genomes[3:])  # samples drop blocks too
+    with torch.no_grad():
+        for genome in genomes:
+            built = space.build(genome)(x)
+            masks.set(genome)
+            torch.testing.assert_close(masked_model(x), built, rtol=1e-4, atol=1e-4)
+        masks.set(None)
+        torch.testing.assert_close(masked_model(x), model(x))
+
+
+def test_an_elastic_step_with_depth_trains_depth_pruned_subnetworks(tiny_data: Path) -> None:
+    model = build_model("yolov8n", nc=10)
+    trainer = ElasticTrainer(model, samples=4, seed=2, depth=True)
+    assert set(trainer.space.depth(trainer.smallest()).values()) == {0}  # the smallest keeps no block
+    batch = _batch(tiny_data)
+    model.train()
+    trainer.forward_backward(model, batch, lambda b, f: (f[0].sum() * 0 + f[0].mean(), torch.zeros(4)), 0, 0)
+    depths = [trainer.space.depth(g) for g in trainer.last_step[1:]]
+    full = {u.name: u.blocks for u in trainer.space.depth_units}
+    assert any(d != full for d in depths[1:])  # random sub-networks sample depth as well as width
+    with pytest.raises(ArchpruneError, match="add --elastic"):
+        _extension_for(model, TrainSettings(model="m", data="d", imgsz=64, epochs=1, out="o", elastic_depth=True))
 
 
 def test_an_elastic_step_trains_largest_smallest_and_n_samples_distilling_from_the_largest(

@@ -9,6 +9,10 @@ importance criterion (as OFA re-sorts them), and a genome keeps a prefix of each
 so every sub-network is nested in the larger ones. The order is recorded in the checkpoint: a
 ChannelSpace built on the result keeps exactly the prefixes it was trained on.
 
+With ``depth`` the space also has depth genes (``--depth`` of a search): sub-networks then drop
+trailing blocks of the C2f / C3k2 / C3k chains too, as OFA trains elastic depth (keep the first k),
+and the smallest network keeps the fewest blocks of every chain.
+
 Sub-networks run on the full model through channel masks (spaces.channel_masks), never a rebuild.
 BatchNorm running statistics are updated by the largest network only (US-Nets keeps one shared
 BN and recalibrates per width afterwards, which is what the adaptive-BN proxy does per candidate).
@@ -44,7 +48,7 @@ class ElasticTrainer(TrainingExtension):
     name = "elastic"
 
     def __init__(self, model: nn.Module, samples: int = 2, seed: int = 0, importance: str = "l1",
-                 weight: float = 1.0, example: torch.Tensor | None = None) -> None:
+                 weight: float = 1.0, example: torch.Tensor | None = None, depth: bool = False) -> None:
         if samples < 0:
             raise ArchpruneError(f"--elastic-samples must be 0 or more, got {samples}")
         if not weight > 0:
@@ -54,7 +58,7 @@ class ElasticTrainer(TrainingExtension):
         model.eval()  # tracing must not touch the BatchNorm statistics
         # On a resumed run (or an elastic base trained further) the model already records its
         # order and the space keeps it; otherwise the importance criterion orders the channels now.
-        self.space = ChannelSpace(model, example_inputs=example, importance=importance)
+        self.space = ChannelSpace(model, example_inputs=example, importance=importance, depth=depth)
         model.train(was_training)
         self.order = self.space.channel_order()
         model.channel_order = self.order
@@ -63,7 +67,7 @@ class ElasticTrainer(TrainingExtension):
         self.last_step: list[Genome | None] = []  # what the latest step trained (None: the largest)
 
     def smallest(self) -> Genome:
-        return tuple(0 for _ in self.space.genes)
+        return self.space.canonical(tuple(0 for _ in self.space.genes))
 
     def subnets(self, epoch: int, index: int) -> list[Genome]:
         """The smallest genome and ``samples`` random ones, drawn from (seed, epoch, step) so a

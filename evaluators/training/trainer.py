@@ -35,7 +35,7 @@ from .loss import DetectionLoss
 # or shortens the cosine schedule from the resumed epoch on).
 _RESUME_KEYS = ("model", "data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
                 "feature_kd_weight", "sparsity", "sparsity_weight", "elastic", "elastic_samples", "elastic_weight",
-                "importance")
+                "importance", "elastic_depth")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class TrainSettings:
     elastic_samples: int = 2  # random sub-networks per step, besides the largest and the smallest
     elastic_weight: float = 1.0  # the sub-networks' mean loss against the largest network's
     importance: str = "l1"  # the channel order an elastic run trains prefixes of
+    elastic_depth: bool = False  # elastic runs also sample depth genes (blocks kept per C2f / C3k2 / C3k)
 
     def learning_rate(self) -> float:
         return self.lr0 if self.lr0 is not None else (0.002 if self.optimizer == "AdamW" else 0.01)
@@ -166,11 +167,14 @@ def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataCon
 def _extension_for(model: YOLODetector, settings: TrainSettings) -> TrainingExtension:
     if settings.elastic and settings.sparsity:
         raise ArchpruneError("--elastic and --sparsity are two ways to make a prunable base: choose one")
+    if settings.elastic_depth and not settings.elastic:
+        raise ArchpruneError("--elastic-depth samples depth inside elastic training: add --elastic")
     if settings.elastic:
         from .elastic import ElasticTrainer
 
         return ElasticTrainer(model, samples=settings.elastic_samples, seed=settings.seed,
-                              importance=settings.importance, weight=settings.elastic_weight)
+                              importance=settings.importance, weight=settings.elastic_weight,
+                              depth=settings.elastic_depth)
     if settings.sparsity:
         from .sparsity import SparsityRegularizer
 
