@@ -14,6 +14,7 @@ front would show an estimated recovered mAP, labelled as such).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -24,7 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -93,6 +94,37 @@ def recover(checkpoint: Path, out: Path, recovery: Recovery, epochs: int | None 
                              kd_weight=recovery.kd_weight, val_max_images=recovery.val_images)
     train(settings, resume=(out / "last.pt").exists(), log=log)
     return out / "last.pt"
+
+
+@contextlib.contextmanager
+def claimed(folder: Path) -> Iterator[bool]:
+    """An exclusive claim on ``folder``'s work, so two processes of one benchmark (one per core, on
+    the same ``--out``) share its fine-tunes instead of both running one. Yields False when another
+    process holds it; the operating system drops the claim when its holder dies, so a killed run
+    leaves nothing to clean up."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "claim.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def until_all_done(items: Sequence[Any], attempt: Callable[[Any], bool], wait_s: float = 60.0) -> None:
+    """Call ``attempt`` on every item until each returns True (done, by this process or another);
+    an item another process is working on is retried after the rest, every ``wait_s`` seconds."""
+    pending = list(items)
+    while pending:
+        pending = [item for item in pending if not attempt(item)]
+        if pending:
+            time.sleep(wait_s)
 
 
 def epochs_done(run_dir: Path) -> int:

@@ -32,6 +32,9 @@ rest. FLOPs alone is a reference row: a proxy that ranks no better than FLOPs ad
     .venv/bin/python bench/proxy_fidelity.py --report > proxy-fidelity.md
 
 (default ``--out ~/archprune-runs/proxy-fidelity``; ``--stage proxies`` stops after step 2)
+
+A second process with the same arguments on the other core shares the truths: each recovery is
+claimed by one process (``_recovery.claimed``), the other takes the next (its ETA counts only its own).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from _recovery import (BASE, PROXY_IMAGES, Progress, Recovery, add_recovery_args, calibrated_stats,
-                       channel_space, check_bases, check_settings, epochs_done, eval_convention, held_out_map,
+                       channel_space, check_bases, claimed, until_all_done, check_settings, epochs_done, eval_convention, held_out_map,
                        interleaved, md_table, num, parse_mapping, rank_stats, read_current, read_json, recover,
                        recovery_from_args, run_search, training_seconds, with_ci, write_json)
 
@@ -178,12 +181,18 @@ def score_truths(bases: dict[str, str], chosen: dict[str, Any], spaces: BaseSpac
     from spaces.models import load_model, save_checkpoint
 
     genomes = chosen["genomes"]
-    for base in bases:
-        for i in interleaved(len(genomes)):
-            genome = genomes[i]
-            folder = out / base / genome["id"]
-            if read_current(folder / "truth.json"):
-                continue
+
+    def attempt(item: tuple[str, int]) -> bool:
+        base, i = item
+        genome = genomes[i]
+        folder = out / base / genome["id"]
+        if read_current(folder / "truth.json"):
+            return True
+        with claimed(folder) as mine:
+            if not mine:  # a second process (the other core) is recovering it
+                return False
+            if read_current(folder / "truth.json"):  # it finished while we waited for the claim
+                return True
             t0 = time.perf_counter()
             pruned, last = folder / "pruned.pt", folder / "recovery" / "last.pt"
             if epochs_done(folder / "recovery") < recovery.epochs:  # else: a truth of an older evaluation, re-scored
@@ -194,8 +203,11 @@ def score_truths(bases: dict[str, str], chosen: dict[str, Any], spaces: BaseSpac
             truth = held_out_map(load_model(last), recovery)
             write_json(folder / "truth.json", {**truth, "recovery_s": training_seconds(folder / "recovery"),
                                                "epochs": recovery.epochs})
-            progress.finish("truth", f"{base} {genome['id']} ({genome['flops_ratio']:.0%} FLOPs)",
-                            time.perf_counter() - t0, f"recovered mAP50-95 {truth['map50_95']:.4f}")
+        progress.finish("truth", f"{base} {genome['id']} ({genome['flops_ratio']:.0%} FLOPs)",
+                        time.perf_counter() - t0, f"recovered mAP50-95 {truth['map50_95']:.4f}")
+        return True
+
+    until_all_done([(base, i) for base in bases for i in interleaved(len(genomes))], attempt)
 
 
 def score_bases(bases: dict[str, str], recovery: Recovery, out: Path) -> None:
