@@ -4,6 +4,7 @@
 #
 #   nohup bash bench/latency_queue.sh > ~/archprune-runs/latency-queue.log 2>&1 &
 #   .venv/bin/python bench/latency_repeatability.py --out ~/archprune-runs/latency-repeatability --report
+#   .venv/bin/python bench/demo_repeatability.py --report
 #
 # Run it from the main tree or its own worktree; results go outside the tree.
 set -euo pipefail
@@ -12,12 +13,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RUNS=${ARCHPRUNE_RUNS:-$HOME/archprune-runs}
 while pgrep -f prunable_bases_queue.sh > /dev/null; do sleep 300; done
 .venv/bin/python bench/latency_harness_table.py --out "$RUNS/latency-harness.json"
-for scheme in single paired; do
-  for imgsz in 160 320; do
-    for threads in 1 2; do
-      .venv/bin/python bench/latency_repeatability.py --scheme $scheme --imgsz $imgsz --threads $threads \
-          --out "$RUNS/latency-repeatability"
-    done
-  done
-done
+# every configuration in one ~30-minute schedule (old and new schemes see the same machine)
+.venv/bin/python bench/latency_repeatability.py --scheme single,paired --imgsz 160,320 --threads 1,2 \
+    --out "$RUNS/latency-repeatability"
 .venv/bin/python bench/latency_repeatability.py --out "$RUNS/latency-repeatability" --report
+# the demo twice from fresh: the same candidates' stored latencies side by side
+.venv/bin/python bench/demo_repeatability.py --out "$RUNS/demo-repeatability"

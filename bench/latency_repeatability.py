@@ -23,6 +23,7 @@ import itertools
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,39 +48,63 @@ def candidates(seed: int = 0) -> list[tuple[str, Any]]:
     return [(name, space.build(g)) for name, g in named[:MODELS]]
 
 
-def config_name(args: argparse.Namespace) -> str:
-    return f"{args.scheme}-{args.imgsz}px-{args.threads}t"
+@dataclass(frozen=True)
+class Config:
+    scheme: str  # "single" (before issue 16) or "paired"
+    imgsz: int
+    threads: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.scheme}-{self.imgsz}px-{self.threads}t"
+
+
+def configs(args: argparse.Namespace) -> list[Config]:
+    return [Config(scheme, int(imgsz), int(threads)) for scheme in args.scheme.split(",")
+            for imgsz in str(args.imgsz).split(",") for threads in str(args.threads).split(",")]
+
+
+def evaluator_for(config: Config, base: Any, out: Path) -> LatencyEvaluator:
+    """The search's latency evaluator for ``config``; a paired one keeps its scale (the base's
+    best-known time) in a file beside the rows, so a resumed schedule stays on the same scale."""
+    evaluator = LatencyEvaluator("ort", threads=config.threads, reference=base if config.scheme == "paired" else None)
+    scale_path = out / f"{config.name}.scale.json"
+    stored = {"latency_scale": json.loads(scale_path.read_text())} if scale_path.exists() else {}
+    created = evaluator.bind_run(stored, resumed=bool(stored), imgsz=config.imgsz)
+    if created:
+        scale_path.write_text(json.dumps(created["latency_scale"]))
+    return evaluator
 
 
 def measure(args: argparse.Namespace) -> None:
+    """Every configuration's repeats in one schedule: each repeat measures every (configuration,
+    model) once in a seeded shuffled order, so old and new schemes, sizes and thread counts meet
+    the machine's speed modes alike, and one ~30-minute window serves them all."""
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{config_name(args)}.jsonl"
-    done = {(r["repeat"], r["model"]) for r in _rows(path)}
     models = candidates()
     base = models[0][1]
-    evaluator = LatencyEvaluator("ort", threads=args.threads, reference=base if args.scheme == "paired" else None)
-    scale_path = out / f"{config_name(args)}.scale.json"
-    stored = {"latency_scale": json.loads(scale_path.read_text())} if scale_path.exists() else {}
-    created = evaluator.bind_run(stored, resumed=bool(stored), imgsz=args.imgsz)
-    if created:
-        scale_path.write_text(json.dumps(created["latency_scale"]))
+    wanted = configs(args)
+    paths = {c: out / f"{c.name}.jsonl" for c in wanted}
+    done = {(c, r["repeat"], r["model"]) for c in wanted for r in _rows(paths[c])}
+    evaluators = {c: evaluator_for(c, base, out) for c in wanted}
+    flops = {(name, c.imgsz): count_flops_params(model, c.imgsz)["flops_g"] for name, model in models for c in wanted}
     pause = args.minutes * 60 / max(1, args.repeats - 1)
     for repeat in range(args.repeats):
         started = time.monotonic()
-        order = list(range(len(models)))
-        random.Random(repeat).shuffle(order)
-        for index in order:
+        tasks = [(c, index) for c in wanted for index in range(len(models))]
+        random.Random(repeat).shuffle(tasks)
+        for config, index in tasks:
             name, model = models[index]
-            if (repeat, name) in done:
+            if (config, repeat, name) in done:
                 continue
-            metrics = evaluator.evaluate(Candidate(model=model, imgsz=args.imgsz))
-            row = {"repeat": repeat, "model": name, "flops_g": count_flops_params(model, args.imgsz)["flops_g"],
+            metrics = evaluators[config].evaluate(Candidate(model=model, imgsz=config.imgsz))
+            row = {"repeat": repeat, "model": name, "flops_g": flops[(name, config.imgsz)],
                    "latency_ms": metrics["latency_ms"], "latency_raw_ms": metrics.get("latency_raw_ms"),
-                   "time": time.time(), "cpu": cpu_model(), "threads": args.threads}
-            with path.open("a") as handle:
+                   "time": time.time(), "cpu": cpu_model(), "threads": config.threads}
+            with paths[config].open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            print(f"repeat {repeat} {name}: {row['latency_ms']:.3f} ms", flush=True)
+            print(f"repeat {repeat} {config.name} {name}: {row['latency_ms']:.3f} ms", flush=True)
         if repeat < args.repeats - 1:  # spread the repeats over the schedule's minutes
             time.sleep(max(0.0, pause - (time.monotonic() - started)))
 
@@ -125,9 +150,9 @@ def report(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--imgsz", type=int, default=160)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scheme", choices=["paired", "single"], default="paired")
+    parser.add_argument("--imgsz", default="160", help="image sizes, comma-separated (e.g. 160,320)")
+    parser.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
+    parser.add_argument("--scheme", default="paired", help="single (before issue 16), paired, or both: single,paired")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
     parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")

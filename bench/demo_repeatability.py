@@ -1,0 +1,74 @@
+"""Does the demo's front repeat? (issue 16, "done means": the same candidates within 5% latency)
+
+Runs ``archprune demo`` twice from fresh (``--out OUT/run1``, ``OUT/run2``; a finished run is kept
+and re-read, so an interrupted benchmark resumes), then compares the stored ``latency_ms`` of every
+candidate both runs evaluated (the same genome; the first generation is identical by seed, later
+ones diverge where the measurements steer NSGA-II differently) and of the first run's front.
+Run it while nothing else runs.
+
+    python bench/demo_repeatability.py --out ~/archprune-runs/demo-repeatability
+    python bench/demo_repeatability.py --out ~/archprune-runs/demo-repeatability --report
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.latency import cpu_model
+
+
+def run_demo(run: Path) -> None:
+    if (run / "pareto.json").exists():
+        return
+    subprocess.run([sys.executable, "-m", "search.cli", "demo", "--out", str(run)], check=True)
+
+
+def latencies(run: Path) -> tuple[dict[tuple, float], set[tuple]]:
+    from search.pareto import non_dominated
+    from search.runs import open_run
+
+    handle = open_run(str(run))
+    records = [r for r in handle.store.records() if not r.failed and "latency_ms" in r.metrics]
+    front = {tuple(r.genome) for r in non_dominated(records, handle.store.objectives)}
+    return {tuple(r.genome): r.metrics["latency_ms"] for r in records}, front
+
+
+def report(out: Path) -> str:
+    (one, front), (two, _) = latencies(out / "run1"), latencies(out / "run2")
+    common = sorted(set(one) & set(two))
+    ratios = np.array([two[g] / one[g] for g in common])
+    on_front = [g for g in common if g in front]
+    front_ratios = np.array([two[g] / one[g] for g in on_front])
+
+    def line(what: str, values: np.ndarray) -> str:
+        if not len(values):
+            return f"| {what} | 0 | — | — | — |"
+        worst = np.abs(values - 1).max()
+        within = float(np.mean(np.abs(values - 1) <= 0.05))
+        return (f"| {what} | {len(values)} | {values.min():.3f} / {np.median(values):.3f} / {values.max():.3f} | "
+                f"{worst:.1%} | {within:.0%} |")
+
+    return "\n".join([f"CPU: {cpu_model()}", "",
+                      "| candidates | n | run 2 / run 1 latency_ms (min / median / max) | worst difference | within 5% |",
+                      "|---|---:|---|---:|---:|", line("evaluated in both runs", ratios),
+                      line("on run 1's front", front_ratios)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="~/archprune-runs/demo-repeatability")
+    parser.add_argument("--report", action="store_true", help="compare the finished runs; run nothing")
+    args = parser.parse_args()
+    out = Path(args.out).expanduser()
+    if not args.report:
+        for name in ("run1", "run2"):
+            run_demo(out / name)
+    print(report(out))
+
+
+if __name__ == "__main__":
+    main()
