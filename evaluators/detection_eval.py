@@ -71,13 +71,15 @@ def check_classes(model: nn.Module, data: DataConfig) -> None:
 def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | None = None, split: str = "val",
                       batch_size: int = 16, conf_thres: float = 0.001, iou_thres: float = 0.7,
                       max_det: int = 300, max_images: int | None = None, progress: bool = False,
-                      first_image: int = 0, nms: str = DEFAULT_EVAL_NMS) -> dict[str, Any]:
+                      first_image: int = 0, nms: str = DEFAULT_EVAL_NMS, rect: bool = True) -> dict[str, Any]:
     """mAP of ``model`` on one split, in original-image coordinates.
 
     ``nms``: "multi-label" (default; Ultralytics' ``DetectionValidator``, so the number matches
     ``yolo val``) or "single-label" (one class per anchor, as a deployed model predicts).
     Scores the split's images ``first_image`` up to ``first_image + max_images`` (all the rest when
     ``max_images`` is None), so a caller can hold part of a split out of what a proxy scores.
+    ``rect=False``: every image letterboxed onto the square ``imgsz`` canvas (a model file of fixed
+    input size sees images so when deployed; Ultralytics' rect batches change the canvas).
     Returns ``{"map50_95", "map50", "images", "images_per_s", "imgsz", "nms", "convention"}``; images/s counts the
     whole loop (decode, letterbox, forward, NMS) on this process's threads.
     """
@@ -91,7 +93,7 @@ def evaluate_detector(model: nn.Module, data: DataConfig | str, imgsz: int | Non
     if not files:
         raise ArchpruneError(f"no {split} images from index {first_image} on in {config.yaml_path}")
     # rect batches (sorted by aspect, each on its own padded canvas) as Ultralytics' validator builds them
-    dataset = DetectionDataset(files, size, nc=config.nc, rect_batch=batch_size)
+    dataset = DetectionDataset(files, size, nc=config.nc, rect_batch=batch_size if rect else None)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          collate_fn=collate_detections, num_workers=0)
     was_training = model.training

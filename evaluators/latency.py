@@ -212,8 +212,9 @@ class LatencyEvaluator(Evaluator):
         return {"host": socket.gethostname(), "cpu": cpu_model(), **self._runtime().provenance(), "runs": self.runs}
 
     @contextlib.contextmanager
-    def _session(self, imgsz: int, candidate: nn.Module | None = None) -> Iterator["_Runs"]:
-        """One-inference callables for the reference (when the run has one) and the candidate."""
+    def _session(self, imgsz: int, candidate: nn.Module | Path | None = None) -> Iterator["_Runs"]:
+        """One-inference callables for the reference (when the run has one) and the candidate (a
+        module, or a model file the runtime loads as it is, e.g. an INT8 ONNX)."""
         runtime = self._runtime()
         with torch_threads(self.threads), scratch_folder() as tmp:
             sources: list[nn.Module | Path] = []
@@ -225,20 +226,31 @@ class LatencyEvaluator(Evaluator):
                 else:
                     sources.append(self.reference)
             if candidate is not None:
-                sources.append(runtime.prepare(candidate, imgsz, Path(tmp), "candidate"))
+                sources.append(candidate if isinstance(candidate, Path) else
+                               runtime.prepare(candidate, imgsz, Path(tmp), "candidate"))
             yield _Runs(*[runtime.load(source, imgsz) for source in sources])
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        return self.measure(candidate.model, candidate.imgsz)
+
+    def measure_file(self, path: str | os.PathLike, imgsz: int) -> dict[str, Any]:
+        """The same measurement of a model file (an ONNX of fixed input size), e.g. a quantized candidate."""
+        if not self._runtime().from_onnx:
+            raise ArchpruneError(f"the {self.backend} runtime times modules, not model files: "
+                                 "time an ONNX file with --latency ort or openvino")
+        return self.measure(Path(path), imgsz)
+
+    def measure(self, model: nn.Module | Path, imgsz: int) -> dict[str, Any]:
         if self.reference is not None and self.reference_scale is None:  # used outside a search: a scale of its own
-            self.bind_run({}, resumed=False, imgsz=candidate.imgsz)
+            self.bind_run({}, resumed=False, imgsz=imgsz)
         with measurement_lock():
             start = time.perf_counter()
             if self.reference is None:  # no reference: a plain median
-                with self._session_alone(candidate.imgsz, candidate.model) as run:
+                with self._session_alone(imgsz, model) as run:
                     ready = time.perf_counter()
                     metrics = _timed(run, self.warmup, self.runs)
             else:
-                with self._session(candidate.imgsz, candidate.model) as runs:
+                with self._session(imgsz, model) as runs:
                     ready = time.perf_counter()
                     times = interleave(runs.reference, runs.candidate, self.runs, self.warmup)
                 metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])), "latency_scheme": SCHEME}
@@ -246,10 +258,11 @@ class LatencyEvaluator(Evaluator):
         return {**metrics, **self._provenance()}
 
     @contextlib.contextmanager
-    def _session_alone(self, imgsz: int, model: nn.Module) -> Iterator[Callable[[], Any]]:
+    def _session_alone(self, imgsz: int, model: nn.Module | Path) -> Iterator[Callable[[], Any]]:
         runtime = self._runtime()
         with torch_threads(self.threads), scratch_folder() as tmp:
-            yield runtime.load(runtime.prepare(model, imgsz, Path(tmp), "candidate"), imgsz)
+            source = model if isinstance(model, Path) else runtime.prepare(model, imgsz, Path(tmp), "candidate")
+            yield runtime.load(source, imgsz)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from spaces.errors import ArchpruneError
 from spaces.output_files import atomic_output
 
 OPSET = 17
+DYNAMIC_AXES = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}}
 
 
 def _size(imgsz: int | tuple[int, int]) -> tuple[int, int]:
@@ -19,9 +20,10 @@ def _size(imgsz: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[int, int] = 640,
-                opset: int = OPSET, batch: int = 1) -> Path:
+                opset: int = OPSET, batch: int = 1, dynamic: bool = False) -> Path:
     """Write ``model`` as ONNX with a fixed batch, 1 by default (what edge runtimes measure; a
-    throughput is measured at a larger one).
+    throughput is measured at a larger one). ``dynamic``: batch, height and width left free (to
+    score a model file on Ultralytics' rect batches, whose canvas changes from batch to batch).
 
     Uses the TorchScript exporter (``dynamo=False``): ~0.7 s for YOLOv8n where the dynamo path
     takes 4-9 s and needs onnxscript (see ../shared/DESIGN.md).
@@ -34,7 +36,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[in
         with warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes are expected
             torch.onnx.export(model, (torch.zeros(batch, 3, h, w),), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["output0"], do_constant_folding=True)
+                              input_names=["images"], output_names=["output0"], do_constant_folding=True,
+                              dynamic_axes=DYNAMIC_AXES if dynamic else None)
     except ArchpruneError:  # a full disk or an unwritable path, already one line
         raise
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; the user needs one line

@@ -22,6 +22,7 @@ EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", "archprune.evaluat
     "flops": "evaluators.flops:FlopsEvaluator",
     "proxy-adaptive-bn": "evaluators.proxy_accuracy:AdaptiveBNMapEvaluator",
     "proxy-finetune": "evaluators.proxy_finetune:FinetuneMapEvaluator",
+    "int8": "evaluators.int8:Int8Evaluator",
     "table": "evaluators.table_lookup:TableEvaluator",
     "block-analytic": "evaluators.block_analytic:BlockAnalyticEvaluator",
     "zero-shot": "evaluators.zero_shot_evaluator:ZeroShotEvaluator",

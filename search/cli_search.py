@@ -46,6 +46,9 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--calib-batches": ("calib_batches", dict(type=int, help="BN recalibration batches (default 8)")),
     "--val-images": ("val_images", dict(type=int, help="validation images for the proxy mAP (default 200)")),
     "--finetune-steps": ("finetune_steps", dict(type=int, help="steps of the finetune proxy (default 200)")),
+    "--precision": ("precision", dict(help="fp32 (default), int8 or fp32,int8: int8 also scores every candidate "
+                                           "as its statically quantized ONNX (latency_int8_ms, map50_95_int8, ...)")),
+    "--int8-calibration": ("int8_calibration", dict(help="INT8 calibration: minmax (default), entropy or percentile")),
     "--executor": ("executor", dict(help="process (default: a worker killed past --candidate-timeout) or inline")),
     "--candidate-timeout": ("candidate_timeout", dict(help="give up on a candidate after this long (default 10m)")),
     "--workers": ("workers", dict(type=int, help="evaluate N candidates at once in N worker processes (default 1)")),

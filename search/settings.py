@@ -20,6 +20,7 @@ from search.objectives import Constraint, Objective, parse_constraints, parse_ob
 from spaces.errors import ArchpruneError
 
 PROXIES = ("adaptive-bn", "finetune")
+PRECISIONS = ("fp32", "int8")
 EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead of refusing it
 # where the run is kept, not what it means: never part of the comparison
 LOCATION = {"run", "storage", "results"}
@@ -66,6 +67,10 @@ class RunSettings:
     calib_batches: int = 8
     val_images: int = 200
     finetune_steps: int = 200
+    # deployment precision: "fp32", "int8" or "fp32,int8" (int8: every candidate also scored as its
+    # statically quantized model, evaluators/int8.py)
+    precision: str = "fp32"
+    int8_calibration: str = "minmax"  # or "entropy", "percentile" (onnxruntime's calibrators)
     # execution
     executor: str = "process"  # "process": a worker killed past candidate_timeout; "inline": in the search process
     candidate_timeout: str | None = "10m"
@@ -89,9 +94,17 @@ class RunSettings:
         return self.recipe().known_metrics(self)
 
     def metric_names(self) -> list[str]:
-        """The metrics the objectives and constraints name, objectives first."""
+        """The metrics the objectives and constraints name, objectives first; with --precision int8,
+        then the INT8 metrics every candidate records."""
         names = [o.name for o in self.objective_list] + [c.name for c in self.constraint_list]
+        if "int8" in self.precisions():
+            from evaluators.int8 import RECORDED
+
+            names += RECORDED
         return list(dict.fromkeys(names))
+
+    def precisions(self) -> list[str]:
+        return [p.strip() for p in self.precision.split(",") if p.strip()]
 
     @property
     def objective_list(self) -> list[Objective]:
@@ -127,6 +140,12 @@ class RunSettings:
         DRIVERS.check(self.driver)
         if self.proxy not in PROXIES:
             raise ArchpruneError(f"unknown proxy {self.proxy!r}; choose one of {', '.join(PROXIES)}")
+        unknown = [p for p in self.precisions() if p not in PRECISIONS] or ([] if self.precisions() else ["''"])
+        if unknown:
+            raise ArchpruneError(f"unknown precision {', '.join(unknown)}: use fp32, int8 or fp32,int8")
+        from evaluators.quantization import check_calibration_method
+
+        check_calibration_method(self.int8_calibration)
         if self.latency.startswith("predict:"):
             table = Path(self.latency[len("predict:"):])
             if not table.is_file():
