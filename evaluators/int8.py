@@ -91,15 +91,24 @@ class Int8Evaluator(Evaluator):
         model = copy.deepcopy(candidate.model)  # the candidate keeps the base model's statistics
         recalibrate_bn(model, self._calibration)
         with scratch_folder() as tmp:
-            folder = Path(tmp)
-            free = export_onnx(model, folder / "float.onnx", imgsz=candidate.imgsz, dynamic=True)
-            int8 = quantize_onnx(free, folder / "int8.onnx", calibration_arrays(self._calibration), self.method,
-                                 head=head_scope(model))
-            accuracy = evaluate_detector(OnnxDetector(int8, threads=self.latency.threads), self.data,
+            free, shipped = quantize_detector(model, candidate.imgsz, self._calibration, self.method, Path(tmp))
+            accuracy = evaluate_detector(OnnxDetector(free, threads=self.latency.threads), self.data,
                                          imgsz=candidate.imgsz, split="val", max_images=self.val_images)
-            shipped = fixed_shape(int8, folder / "int8-fixed.onnx", batch=1, imgsz=candidate.imgsz)
             timed = self.latency.measure_file(shipped, candidate.imgsz)
             size_mb = shipped.stat().st_size / 1e6
         latency = {int8_name(k): v for k, v in timed.items() if k.startswith("latency_") and k != "latency_scheme"}
         return {**latency, "map50_95_int8": accuracy["map50_95"], "map50_int8": accuracy["map50"],
                 "model_int8_mb": size_mb, "int8_calibration": self.method}
+
+
+def quantize_detector(model: Any, imgsz: int, calibration: list, method: str, folder: Path) -> tuple[Path, Path]:
+    """``model`` (BatchNorm already recalibrated) as INT8 ONNX in ``folder``: (free input size, to score
+    on rect batches; batch 1 at ``imgsz``, to time and to ship), one quantization for both."""
+    free = export_onnx(model, folder / "float.onnx", imgsz=imgsz, dynamic=True)
+    int8 = quantize_onnx(free, folder / "int8.onnx", calibration_arrays(calibration), method, head=head_scope(model))
+    return int8, fixed_shape(int8, folder / "int8-fixed.onnx", batch=1, imgsz=imgsz)
+
+
+#: how every INT8 file is made (recorded beside an exported one)
+RECIPE = {"tool": "onnxruntime quantize_static", "format": "QDQ", "weights": "int8, per channel",
+          "activations": "uint8, per tensor", "float": "the detection head's decode", "bn_recalibrated": True}

@@ -32,16 +32,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from evaluators.detection_eval import evaluate_detector, model_for_data
 
     data = load_data_config(args.data)
-    model, _ = model_for_data(args.model, data)
-    result = evaluate_detector(model, data, imgsz=args.imgsz, split=args.split, batch_size=args.batch,
+    imgsz, rect = args.imgsz, True
+    if args.model.lower().endswith(".onnx"):  # an exported file, fp32 or INT8, run by onnxruntime
+        from evaluators.onnx_detector import OnnxDetector
+
+        model = OnnxDetector(args.model)
+        if model.fixed is not None:  # its own input size, on square letterboxed images as deployed
+            if args.imgsz and args.imgsz != model.imgsz:
+                raise ArchpruneError(f"{args.model} takes {model.fixed[1]}x{model.fixed[2]} images: drop --imgsz "
+                                     f"{args.imgsz} (or export at that size)")
+            if model.imgsz is None:
+                raise ArchpruneError(f"{args.model} takes non-square {model.fixed[1]}x{model.fixed[2]} images; "
+                                     "archprune scores square inputs")
+            imgsz, rect = model.imgsz, False
+    else:
+        model, _ = model_for_data(args.model, data)
+    result = evaluate_detector(model, data, imgsz=imgsz, split=args.split, batch_size=args.batch,
                                max_images=args.max_images, progress=not args.json and sys.stderr.isatty(),
-                               nms=args.nms)
+                               nms=args.nms, rect=rect)
     if args.json:
         print(json.dumps({k: result[k] for k in ("map50_95", "map50", "images", "images_per_s", "nms")}))
     else:
         print(f"mAP50-95 {result['map50_95']:.4f}  mAP50 {result['map50']:.4f}  "
               f"images {result['images']}  images/s {result['images_per_s']:.1f}  (imgsz {result['imgsz']}, "
-              f"split {args.split}, {args.nms} NMS)")
+              f"split {args.split}, {args.nms} NMS{'' if rect else ', square letterbox'})")
     return 0
 
 
@@ -147,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     ev = sub.add_parser("eval", help="COCO mAP of a model on a YOLO-format split")
-    ev.add_argument("--model", required=True, help="model name (yolov8n ...), Ultralytics .pt or archprune checkpoint")
+    ev.add_argument("--model", required=True, help="model name (yolov8n ...), Ultralytics .pt, archprune checkpoint, "
+                                                   "or an exported .onnx (fp32 or INT8, run by onnxruntime)")
     ev.add_argument("--data", required=True, help="data.yaml, or 'digits-det' for the embedded set")
     ev.add_argument("--imgsz", type=image_size, default=None,
                     help="input size (default: the checkpoint's training size, else 640)")

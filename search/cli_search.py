@@ -86,6 +86,9 @@ def add_search_parsers(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", default=None, help="folder (default results/<run>/exports/trial-N)")
     ex.add_argument("--recalibrate-bn", action="store_true", help="also write pruned-bn.pt with recalibrated BatchNorm")
     ex.add_argument("--openvino", action="store_true", help="also write the OpenVINO IR (model.xml / model.bin)")
+    ex.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                    help="also write model-int8.onnx, quantized as --precision int8 scores it "
+                         "(default: when the run scored INT8)")
     ex.set_defaults(func=_cmd_export)
 
     ap = sub.add_parser("apply", help="rebuild an exported pruned model from its config and the base weights")
@@ -232,7 +235,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(pick.note)
         trial = pick.trial.number
     export_trial(handle, trial, Path(args.out) if args.out else None, recalibrate_bn=args.recalibrate_bn,
-                 openvino=args.openvino)
+                 openvino=args.openvino, int8=args.int8)
     return 0
 
 

@@ -20,9 +20,10 @@ CONFIG_VERSION = 1
 
 
 def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalibrate_bn: bool = False,
-                 say: Any = print, openvino: bool = False) -> dict[str, Any]:
+                 say: Any = print, openvino: bool = False, int8: bool | None = None) -> dict[str, Any]:
     """Write trial ``trial`` of a run as files that rebuild it (its space's recipe says which);
-    ``openvino``: also the OpenVINO IR of the exported model.onnx."""
+    ``openvino``: also the OpenVINO IR of the exported model.onnx; ``int8`` (default: when the run
+    scored INT8, --precision int8): also model-int8.onnx, quantized as the search scored it."""
     recipe = handle.settings.recipe()
     recipe.check_export(handle)
     record = next((r for r in handle.store.records() if r.number == trial), None)
@@ -40,6 +41,19 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     if openvino:
         summary["openvino"] = str(write_openvino_ir(out / "model.onnx", out / "model.xml"))
         say(f"wrote the OpenVINO IR {out / 'model.xml'} (and model.bin)")
+    if int8 is None:
+        int8 = "int8" in handle.settings.precisions()
+    if int8:
+        from search.export_int8 import write_int8_export
+
+        summary["int8"] = write_int8_export(handle, record, out, summary.get("imgsz") or handle.imgsz)
+        say(f"wrote the INT8 model {out / 'model-int8.onnx'} ({summary['int8']['mb']:.2f} MB, "
+            f"{summary['int8']['calibration']} calibration)")
+        if openvino:
+            summary["openvino_int8"] = str(write_openvino_ir(out / "model-int8.onnx", out / "model-int8.xml"))
+            say(f"wrote the INT8 OpenVINO IR {out / 'model-int8.xml'}")
+    if (out / "summary.json").is_file() and (openvino or int8):  # the recipe wrote it before these files
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -50,7 +64,8 @@ def write_openvino_ir(onnx_path: Path, xml_path: Path) -> Path:
     if not onnx_path.is_file():
         raise ArchpruneError(f"--openvino converts the exported {onnx_path.name}, which this space does not write")
     ov = openvino_core()
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path))
+    # full precision as measured: save_model's default would store fp32 weights as fp16
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
     return xml_path
 
 

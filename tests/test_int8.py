@@ -85,23 +85,6 @@ def test_a_failing_quantization_is_a_failed_trial_and_the_search_goes_on(tmp_pat
     assert all("INT8 quantization (minmax calibration) failed" in r.error for r in records)
 
 
-def test_a_search_with_precision_int8_records_int8_metrics_and_puts_them_on_the_front(tmp_path: Path) -> None:
-    run = ["--model", "yolov8n-digits", "--data", "digits-det", "--imgsz", "64", "--precision", "fp32,int8", "--int8-calibration", "percentile",
-           "--objectives", "latency_int8_ms:min,map50_95:max", "--trials", "3", "--latency-runs", "10",
-           "--val-images", "8", "--calib-batches", "1", "--run", "q", "--results", str(tmp_path), "--no-progress"]
-    assert main(["search", *run]) == 0
-    from search.runs import open_run
-
-    records = open_run("q", results=str(tmp_path)).store.records()
-    assert len(records) == 3 and not any(r.failed for r in records)
-    for record in records:  # --precision int8 records every INT8 metric, objective or not
-        assert {"latency_int8_ms", "map50_95_int8", "map50_int8", "model_int8_mb", "map50_95"} <= set(record.metrics)
-        assert record.metrics["int8_calibration"] == "percentile"
-    assert main(["pareto", str(tmp_path / "q"), "--json", "--no-plots"]) == 0
-    front = json.loads((tmp_path / "q" / "pareto.json").read_text())
-    assert "latency_int8_ms" in json.dumps(front)
-
-
 @pytest.mark.parametrize("flags,message", [
     (["--precision", "int4"], "unknown precision int4: use fp32, int8 or fp32,int8"),
     (["--int8-calibration", "kl"], "unknown INT8 calibration method 'kl'"),
@@ -111,3 +94,46 @@ def test_bad_precision_settings_are_one_line(flags: list[str], message: str, cap
     assert main(["search", "--model", "yolov8n-digits", "--results", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def int8_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small search with --precision fp32,int8 that the tests below read, export and evaluate."""
+    results = tmp_path_factory.mktemp("int8")
+    run = ["--model", "yolov8n-digits", "--data", "digits-det", "--imgsz", "64", "--precision", "fp32,int8",
+           "--int8-calibration", "percentile", "--objectives", "latency_int8_ms:min,map50_95:max", "--trials", "2",
+           "--latency-runs", "10", "--val-images", "8", "--calib-batches", "1", "--executor", "inline",
+           "--run", "q", "--results", str(results), "--no-progress"]
+    assert main(["search", *run]) == 0
+    return results / "q"
+
+
+def test_a_search_with_precision_int8_records_int8_metrics_and_puts_them_on_the_front(int8_run: Path) -> None:
+    from search.runs import open_run
+
+    records = open_run(str(int8_run)).store.records()
+    assert len(records) == 2 and not any(r.failed for r in records)
+    for record in records:  # --precision int8 records every INT8 metric, objective or not
+        assert {"latency_int8_ms", "map50_95_int8", "map50_int8", "model_int8_mb", "map50_95"} <= set(record.metrics)
+        assert record.metrics["int8_calibration"] == "percentile"
+    assert main(["pareto", str(int8_run), "--json", "--no-plots"]) == 0
+    assert "latency_int8_ms" in (int8_run / "pareto.json").read_text()
+
+
+def test_export_writes_the_int8_model_and_eval_scores_the_shipped_file(int8_run: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "export"
+    assert main(["export", str(int8_run), "--trial", "0", "--out", str(out)]) == 0  # INT8: the run's precision
+    int8 = json.loads((out / "summary.json").read_text())["int8"]
+    assert int8["file"] == "model-int8.onnx" and int8["calibration"] == "percentile" and int8["bn_recalibrated"]
+    assert int8["as_searched"]["map50_95_int8"] >= 0 and int8["calibration_images"] == 16
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "model-int8.onnx"), "--data", "digits-det", "--max-images", "8",
+                 "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert 0 <= scored["map50_95"] <= 1 and scored["images"] == 8
+    assert main(["eval", "--model", str(out / "model-int8.onnx"), "--data", "digits-det", "--imgsz", "128"]) == 2
+    assert "takes 64x64 images: drop --imgsz 128" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["export", str(int8_run), "--trial", "0", "--out", str(plain), "--no-int8"]) == 0
+    assert not (plain / "model-int8.onnx").exists() and "int8" not in json.loads((plain / "summary.json").read_text())
