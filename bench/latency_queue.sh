@@ -5,6 +5,7 @@
 #   nohup bash bench/latency_queue.sh > ~/archprune-runs/latency-queue.log 2>&1 &
 #   .venv/bin/python bench/latency_repeatability.py --out ~/archprune-runs/latency-repeatability --report
 #   .venv/bin/python bench/demo_repeatability.py --report
+#   .venv/bin/python bench/int8_table.py --report
 #
 # Run it from the main tree or its own worktree; results go outside the tree.
 set -euo pipefail
@@ -19,3 +20,5 @@ while pgrep -f prunable_bases_queue.sh > /dev/null; do sleep 300; done
 .venv/bin/python bench/latency_repeatability.py --out "$RUNS/latency-repeatability" --report
 # the demo twice from fresh: the same candidates' stored latencies side by side
 .venv/bin/python bench/demo_repeatability.py --out "$RUNS/demo-repeatability"
+# issue 18: fp32 against INT8 for the elastic base and five candidates (ORT / OpenVINO, 1 / 2 threads, 160 / 320 px)
+.venv/bin/python bench/int8_table.py --out "$RUNS/int8-table"
