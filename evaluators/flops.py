@@ -16,14 +16,17 @@ def count_flops_params(model: nn.Module, imgsz: int) -> dict[str, float]:
     """``flops_g`` = 2 x the multiply-adds thop counts, in billions, at ``imgsz``; ``params_m`` in millions."""
     from thop import profile
 
-    probe = copy.deepcopy(model).eval()  # thop attaches counters to modules: never to the caller's model
+    from spaces.models.repconv import deployed
+
+    # thop attaches counters to modules: never to the caller's model; RepConvs count as deployed (fused)
+    probe = deployed(copy.deepcopy(model).eval())
     # Attention's matmuls (counted by thop) grow with tokens squared, not with pixels: count those at full size.
     scalable = imgsz % 32 == 0 and not any(isinstance(m, Attention) for m in model.modules())
     base = COUNT_SIZE if scalable else imgsz
     with torch.no_grad():
         macs, _ = profile(probe, inputs=(torch.zeros(1, 3, base, base),), verbose=False)
     return {"flops_g": 2 * macs * (imgsz / base) ** 2 / 1e9,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+            "params_m": sum(p.numel() for p in probe.parameters()) / 1e6}
 
 
 FLOPS = Metric("flops_g", "min", "GFLOPs", 0.0)

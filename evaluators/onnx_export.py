@@ -28,8 +28,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, imgsz: int | tuple[in
     Uses the TorchScript exporter (``dynamo=False``): ~0.7 s for YOLOv8n where the dynamo path
     takes 4-9 s and needs onnxscript (see ../shared/DESIGN.md).
     """
+    from spaces.models.repconv import deployed
+
     path = Path(path)
     h, w = _size(imgsz)
+    model = deployed(model)  # RepConvs export fused, as deployed
     was_training = model.training
     model.eval()
     try:

@@ -111,8 +111,10 @@ class TorchRuntime(Runtime):
     from_onnx = False
 
     def load(self, source: nn.Module | Path, imgsz: int, batch: int = 1) -> Inference:
+        from spaces.models.repconv import deployed
+
         assert isinstance(source, nn.Module)
-        model, x = source.eval(), torch.from_numpy(_input(imgsz, batch))
+        model, x = deployed(source).eval(), torch.from_numpy(_input(imgsz, batch))
 
         def run() -> Any:
             with torch.no_grad():

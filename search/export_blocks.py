@@ -39,6 +39,11 @@ def export_block_trial(handle: Any, record: TrialRecord, out: Path, say: Any = p
     make_folder(out)
     write_text(out / "structure.yaml", yaml.safe_dump(structure, sort_keys=False))
     save_checkpoint(model, out / "model.pt", meta={"run": handle.name, "trial": record.number, "untrained": True})
+    from spaces.models.repconv import deployed, has_branches
+
+    if has_branches(model):  # RepConv units: their fused form too, what FLOPs and latency measured
+        save_checkpoint(deployed(model), out / "model-deployed.pt",
+                        meta={"run": handle.name, "trial": record.number, "untrained": True, "deployed": True})
     export_onnx(model, out / "model.onnx", imgsz=imgsz)
     cost = count_flops_params(model, imgsz)
     summary = {"run": handle.name, "trial": record.number, "imgsz": imgsz, "nc": nc, **cost,

@@ -30,6 +30,11 @@ TINYNAS = [
     {"class": "k1kx", "in": 96, "out": 128, "s": 2, "k": 3, "L": 1, "btn": 64},
 ]
 
+#: re-parameterizable units (issue 18): every block of the default structure as two RepConvs
+REP = [b if b["class"] == "conv" else {**b, "class": "repkxkx"} for b in DEFAULT_STRUCTURE]
+REP[2] = {**REP[2], "in": 32, "out": 32, "s": 1, "btn": 32}  # equal widths, stride 1: identity branches too
+REP[3] = {**REP[3], "in": 32}
+
 
 @pytest.fixture(scope="module")
 def space() -> BlockSpace:
@@ -198,11 +203,11 @@ def test_default_structure_is_yolov8n_sized() -> None:
     assert default_budgets(640, detector=True)["flops_g"] == pytest.approx(whole["flops_g"], rel=0.01)
 
 
-@pytest.mark.parametrize("which", ["default", "tinynas", "sample0", "sample1"])
+@pytest.mark.parametrize("which", ["default", "tinynas", "sample0", "sample1", "rep"])
 def test_analytic_flops_and_params_match_thop(which: str, space: BlockSpace) -> None:
     rng = np.random.default_rng(7)
     samples = {f"sample{i}": space.to_config(space.sample(rng))["structure"] for i in range(2)}
-    structure = {"default": DEFAULT_STRUCTURE, "tinynas": TINYNAS, **samples}[which]
+    structure = {"default": DEFAULT_STRUCTURE, "tinynas": TINYNAS, "rep": REP, **samples}[which]
     imgsz = 320
     thop_bb = count_flops_params(BlockBackbone(parse_structure(structure)), imgsz)
     assert structure_flops(structure, imgsz) == pytest.approx(thop_bb["flops_g"], rel=1e-6)
@@ -216,7 +221,7 @@ def test_analytic_flops_and_params_match_thop(which: str, space: BlockSpace) -> 
 
 
 def test_entropy_layout_matches_stages_layers_and_the_analytic_entropy() -> None:
-    for structure in (DEFAULT_STRUCTURE, TINYNAS):
+    for structure in (DEFAULT_STRUCTURE, TINYNAS, REP):
         blocks = parse_structure(structure)
         layout = BlockBackbone(blocks).entropy_layout()
         assert len(layout) == sum(b.s == 2 for b in blocks)  # a stage per stride-2 block (stem included)

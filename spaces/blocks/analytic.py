@@ -47,6 +47,8 @@ class _Counter:
             out = self.conv(btn, cout, k, s, self.conv(cin, btn, 1, 1, hw))
         elif b.cls == "kxkx":
             out = self.conv(btn, cout, k, 1, self.conv(cin, btn, k, s, hw))
+        elif b.cls == "repkxkx":  # the deployed form: each RepConv one k x k conv with bias, no BN
+            out = self.conv(btn, cout, k, 1, self.conv(cin, btn, k, s, hw, bn=False, bias=True), bn=False, bias=True)
         elif b.cls == "k1kxk1":
             out = self.conv(btn, cout, 1, 1, self.conv(btn, btn, k, s, self.conv(cin, btn, 1, 1, hw)))
         else:  # k1dwk1
@@ -131,7 +133,7 @@ def unit_log_sigma(cls: str, cin: int, k: int, btn: int) -> float:
         fan_ins = [cin * k * k]
     elif cls == "k1kx":
         fan_ins = [cin, btn * k * k]
-    elif cls == "kxkx":
+    elif cls in ("kxkx", "repkxkx"):  # a RepConv's fused kernel has the k x k branch's fan-in
         fan_ins = [cin * k * k, btn * k * k]
     elif cls == "k1kxk1":
         fan_ins = [cin, btn * k * k, btn]

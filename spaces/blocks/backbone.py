@@ -13,12 +13,15 @@ from torch import Tensor, nn
 
 from spaces.errors import ArchpruneError
 from spaces.models.blocks import BN_EPS, BN_MOMENTUM, Conv
+from spaces.models.repconv import RepConv
 
 from .structure import Block, Structure, stage_of_blocks
 
 
-def unit_convs(cls: str, cin: int, cout: int, s: int, k: int, btn: int) -> list[Conv]:
+def unit_convs(cls: str, cin: int, cout: int, s: int, k: int, btn: int) -> list[nn.Module]:
     """The main-path convs of one residual unit, in execution order."""
+    if cls == "repkxkx":  # trains as k x k + 1 x 1 (+ identity) branches, deploys as one k x k conv each
+        return [RepConv(cin, btn, k, s), RepConv(btn, cout, k, act=False)]
     if cls == "k1kx":
         return [Conv(cin, btn, 1), Conv(btn, cout, k, s, act=False)]
     if cls == "kxkx":
@@ -52,10 +55,19 @@ class ResUnit(nn.Module):
         self.act = nn.SiLU()
 
     def main_convs(self) -> list[nn.Conv2d]:
-        return [c.conv for c in self.main]
+        """What the entropy runs: a RepConv counts as its deployed k x k conv (its k x k branch, which
+        has the fused conv's fan-in; the 1 x 1 and identity branches fold into it), as TinyNAS scores
+        the deployed network."""
+        return [_deployed_conv(c) for c in self.main]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.main(x) + self.shortcut(x))
+
+
+def _deployed_conv(module: nn.Module) -> nn.Conv2d:
+    if isinstance(module, RepConv):
+        return module.fused if module.fused is not None else module.dense.conv
+    return module.conv
 
 
 def block_units(b: Block) -> nn.Sequential:

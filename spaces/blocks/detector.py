@@ -91,4 +91,8 @@ def build_block_detector(arch: dict[str, Any]) -> BlockDetector:
     model = BlockDetector(arch["structure"], nc=arch["nc"], names=arch.get("names"),
                           neck_depth=arch.get("neck_depth", 1))
     model.imgsz = arch.get("imgsz")
+    if arch.get("deployed"):  # its RepConvs were saved fused: fuse these (the weights load after)
+        from spaces.models.repconv import fuse_repconvs
+
+        fuse_repconvs(model.eval())
     return model

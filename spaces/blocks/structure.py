@@ -18,7 +18,8 @@ from spaces.errors import ArchpruneError
 
 STEM = "conv"
 #: main-path convs per residual unit: the layer count a layer budget limits
-CONVS_PER_UNIT: dict[str, int] = {"conv": 1, "k1kx": 2, "kxkx": 2, "k1kxk1": 3, "k1dwk1": 3}
+CONVS_PER_UNIT: dict[str, int] = {"conv": 1, "k1kx": 2, "kxkx": 2, "k1kxk1": 3, "k1dwk1": 3,
+                                  "repkxkx": 2}  # repkxkx: two re-parameterizable k x k convs (RepVGG)
 CLASSES = tuple(CONVS_PER_UNIT)
 #: TinyNAS / DAMO-YOLO class names read as ours (matched case-insensitively)
 ALIASES: dict[str, str] = {

@@ -71,8 +71,11 @@ def apply_channel_layout(model: nn.Module, layout: dict[str, dict[str, list[int]
 def architecture_of(model: nn.Module) -> dict[str, Any]:
     """Everything needed to rebuild ``model`` without its weights."""
     if hasattr(model, "structure") and hasattr(model, "backbone"):  # a block-space detector
+        from spaces.models.repconv import is_deployed
+
         return {"kind": "blocks", "structure": model.structure, "nc": model.nc, "names": list(model.names),
-                "imgsz": model.imgsz, "neck_depth": model.neck_depth}
+                "imgsz": model.imgsz, "neck_depth": model.neck_depth,
+                **({"deployed": True} if is_deployed(model) else {})}
     return {
         "kind": "yolo",
         "spec": copy.deepcopy(model.spec),
