@@ -23,6 +23,8 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--depth": ("depth", dict(action="store_true", help="--space channels: also drop trailing blocks of C2f / "
                                                         "C3k2 / C3k chains (depth genes)")),
     "--init": ("init", dict(help="--space blocks: the initial structure, YAML/JSON (default: YOLOv8n-sized)")),
+    "--neck": ("neck", dict(help="--space blocks: the detector's neck, c2f (default, YOLOv8's) or rep "
+                                 "(re-parameterizable RepConv blocks, fused when deployed)")),
     "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default) or damo")),
     "--driver": ("driver", dict(help="the registered drivers")),
     "--trials": ("trials", dict(type=int, help="stop when the run holds N trials (default 100)")),

@@ -35,7 +35,8 @@ def export_block_trial(handle: Any, record: TrialRecord, out: Path, say: Any = p
         data = load_data_config(settings.data)
         nc, names = data.nc, list(data.names)
     torch.manual_seed(settings.seed)
-    model = BlockDetector(structure, nc=nc, names=names).eval()
+    neck = settings.neck or "c2f"
+    model = BlockDetector(structure, nc=nc, names=names, neck=neck).eval()
     make_folder(out)
     write_text(out / "structure.yaml", yaml.safe_dump(structure, sort_keys=False))
     save_checkpoint(model, out / "model.pt", meta={"run": handle.name, "trial": record.number, "untrained": True})
@@ -51,5 +52,5 @@ def export_block_trial(handle: Any, record: TrialRecord, out: Path, say: Any = p
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     say(f"exported trial {record.number} of {handle.name} to {out}: {cost['params_m']:.3f} M params, "
         f"{cost['flops_g']:.3f} GFLOPs at {imgsz}px (untrained; train it with "
-        f"`archprune train --model {out / 'structure.yaml'} --data DATA`)")
+        f"`archprune train --model {out / ('structure.yaml' if neck == 'c2f' else 'model.pt')} --data DATA`)")
     return summary

@@ -48,6 +48,7 @@ class RunSettings:
     keep_layers: list[str] = field(default_factory=list)
     depth: bool = False  # channels: also search how many blocks each C2f / C3k2 / C3k chain keeps
     init: str | None = None  # blocks: the initial structure (YAML/JSON); default a YOLOv8n-sized backbone
+    neck: str | None = None  # blocks: "c2f" (default, YOLOv8's) or "rep" (RepConv blocks, RepGFPN-style)
     entropy_weights: str = "maedet"  # MAE-DET stage weights (0,0,1,1,6); "damo" = (0,0,1,1,16)
     # NSGA-II / the zero-shot EA (None: the driver's default, 16 for NSGA-II, 256 / 64 for zeroshot)
     population: int | None = None

@@ -90,3 +90,31 @@ def test_a_rep_block_detector_is_measured_exported_and_saved_in_its_fused_form(t
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x), fused(x))
     assert has_branches(load_model(save_checkpoint(model, tmp_path / "train.pt")))  # the training form reloads as such
+
+
+def test_a_rep_neck_counts_as_deployed_and_a_blocks_search_takes_it(tmp_path) -> None:
+    from evaluators.flops import count_flops_params
+    from search.cli import main
+    from spaces.blocks import DEFAULT_STRUCTURE, BlockDetector, detector_flops_params
+    from spaces.models import load_model, save_checkpoint
+    from spaces.models.repconv import has_branches
+
+    model = _randomize(BlockDetector(DEFAULT_STRUCTURE, nc=3, neck="rep"), seed=5)
+    assert has_branches(model.neck) and not has_branches(model.backbone)
+    thop = count_flops_params(model, 320)
+    analytic = detector_flops_params(DEFAULT_STRUCTURE, 320, nc=3, neck="rep")
+    assert analytic["flops_g"] == pytest.approx(thop["flops_g"], rel=1e-6)
+    assert analytic["params_m"] == pytest.approx(thop["params_m"], rel=1e-9)
+    assert analytic["flops_g"] < detector_flops_params(DEFAULT_STRUCTURE, 320, nc=3)["flops_g"]  # no neck BNs
+    reloaded = load_model(save_checkpoint(model, tmp_path / "rep.pt"))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.eval()(x), model(x))
+    run = ["search", "--space", "blocks", "--neck", "rep", "--driver", "zeroshot", "--objectives", "entropy:max",
+           "--imgsz", "64", "--trials", "6", "--population", "4", "--offspring", "2", "--run", "rep",
+           "--results", str(tmp_path), "--no-progress"]
+    assert main(run) == 0
+    assert main(["export", str(tmp_path / "rep"), "--trial", "0", "--out", str(tmp_path / "x")]) == 0
+    assert has_branches(load_model(str(tmp_path / "x" / "model.pt")))
+    assert not has_branches(load_model(str(tmp_path / "x" / "model-deployed.pt")))
+    assert main(["search", "--model", "yolov8n-digits", "--neck", "rep", "--results", str(tmp_path)]) == 2

@@ -23,10 +23,15 @@ BLOCK_LAYERS_BUDGET = 29
 
 class BlocksRecipe(SpaceRecipe):
     summary = "TinyNAS-style backbones"
-    own_settings = ("init",)
+    own_settings = ("init", "neck")
     example = {"imgsz": 64, "objectives": "entropy:max", "driver": "zeroshot", "population": 8, "offspring": 4}
 
     def check(self, settings: RunSettings) -> None:
+        from spaces.blocks.detector import NECKS
+
+        if settings.neck is not None and settings.neck not in NECKS:
+            raise ArchpruneError(f"unknown --neck {settings.neck!r}: use c2f (YOLOv8's) or rep (RepConv blocks, "
+                                 "RepGFPN-style)")
         if settings.model:
             raise ArchpruneError("--space blocks designs its own backbones: drop --model (use --init STRUCTURE)")
 
@@ -51,7 +56,7 @@ class BlocksRecipe(SpaceRecipe):
             data = load_data_config(settings.data)
             nc, names = data.nc, data.names
         structure = parse_structure(settings.init) if settings.init else DEFAULT_STRUCTURE
-        space = BlockSpace(structure, nc=nc, names=names)
+        space = BlockSpace(structure, nc=nc, names=names, neck=settings.neck or "c2f")
         imgsz = resolve_imgsz(space.build(space.baselines()[0][1]), settings.imgsz)
         analytic = BlockAnalyticEvaluator(space, settings.entropy_weights)  # no network built for these
         evaluators = [analytic, *evaluators_for(set(needed) - set(analytic.metric_names), settings, None, imgsz,

@@ -70,24 +70,26 @@ class _Counter:
             sizes.append(hw)
         return sizes
 
-    def c2f(self, c1: int, c2: int, n: int, hw: tuple[int, int]) -> None:
+    def c2f(self, c1: int, c2: int, n: int, hw: tuple[int, int], rep: bool = False) -> None:
         c = int(c2 * 0.5)
         self.conv(c1, c, 1, 1, hw)
         self.conv(c1, c, 1, 1, hw)
-        for _ in range(2 * n):
-            self.conv(c, c, 3, 1, hw)
+        for _ in range(2 * n):  # a RepConv counts as deployed: one 3 x 3 conv with bias, no BN
+            self.conv(c, c, 3, 1, hw, bn=not rep, bias=rep)
         self.conv((2 + n) * c, c2, 1, 1, hw)
 
-    def neck_and_head(self, c: Sequence[int], hw: Sequence[tuple[int, int]], nc: int, n: int) -> None:
+    def neck_and_head(self, c: Sequence[int], hw: Sequence[tuple[int, int]], nc: int, n: int,
+                      neck: str = "c2f") -> None:
         c3, c4, c5 = c
+        rep = neck == "rep"
         self.conv(c5, c5 // 2, 1, 1, hw[2])  # SPPF
         self.conv(c5 // 2 * 4, c5, 1, 1, hw[2])
-        self.c2f(c5 + c4, c4, n, hw[1])
-        self.c2f(c4 + c3, c3, n, hw[0])
+        self.c2f(c5 + c4, c4, n, hw[1], rep)
+        self.c2f(c4 + c3, c3, n, hw[0], rep)
         self.conv(c3, c3, 3, 2, hw[0])
-        self.c2f(c3 + c4, c4, n, hw[1])
+        self.c2f(c3 + c4, c4, n, hw[1], rep)
         self.conv(c4, c4, 3, 2, hw[1])
-        self.c2f(c4 + c5, c5, n, hw[2])
+        self.c2f(c4 + c5, c5, n, hw[2], rep)
         reg = max(16, c3 // 4, 64)
         cls = max(c3, min(nc, 100))
         for x, size in zip(c, hw):
@@ -114,7 +116,8 @@ def structure_params(structure: Any) -> float:
     return counter.params / 1e6
 
 
-def detector_flops_params(structure: Any, imgsz: int = 640, nc: int = 80, neck_depth: int = 1) -> dict[str, float]:
+def detector_flops_params(structure: Any, imgsz: int = 640, nc: int = 80, neck_depth: int = 1,
+                          neck: str = "c2f") -> dict[str, float]:
     """``flops_g`` and ``params_m`` of the whole ``BlockDetector`` (backbone + SPPF/PAN neck + head), and
     ``backbone_flops_g`` / ``backbone_params_m`` of its backbone alone (counted on the same walk)."""
     blocks = as_blocks(structure)
@@ -123,7 +126,7 @@ def detector_flops_params(structure: Any, imgsz: int = 640, nc: int = 80, neck_d
     backbone = {"backbone_flops_g": 2 * counter.macs / 1e9, "backbone_params_m": counter.params / 1e6}
     stages = stage_of_blocks(blocks)
     ends = [i for i in range(len(blocks)) if i + 1 == len(blocks) or stages[i + 1] != stages[i]][-3:]
-    counter.neck_and_head([blocks[i].cout for i in ends], [sizes[i] for i in ends], nc, neck_depth)
+    counter.neck_and_head([blocks[i].cout for i in ends], [sizes[i] for i in ends], nc, neck_depth, neck)
     return {"flops_g": 2 * counter.macs / 1e9, "params_m": counter.params / 1e6, **backbone}
 
 

@@ -2,7 +2,9 @@
 
 The neck is YOLOv8's (C2f without shortcuts, depth ``neck_depth``; n scale = 1) with widths taken
 from the backbone's last three stages (c3, c4, c5), so a backbone with YOLOv8n's stage widths
-(64, 128, 256) gives exactly YOLOv8n's neck and head. The outputs follow ``YOLODetector``: train
+(64, 128, 256) gives exactly YOLOv8n's neck and head. ``neck="rep"`` makes each C2f block's two
+3 x 3 convs re-parameterizable (RepConv: trained with branches, deployed fused), in the manner of
+DAMO-YOLO's RepGFPN. The outputs follow ``YOLODetector``: train
 mode returns the per-level maps, eval mode the decoded (B, 4 + nc, anchors) predictions, so the
 training loss, ONNX export and latency code take it unchanged.
 """
@@ -14,27 +16,42 @@ import torch
 from torch import Tensor, nn
 
 from spaces.errors import ArchpruneError
-from spaces.models.blocks import SPPF, C2f, Conv
+from spaces.models.blocks import SPPF, C2f, Conv, _SplitCSP
 from spaces.models.head import Detect
+from spaces.models.repconv import RepConv
 
 from .analytic import as_blocks
 from .backbone import BlockBackbone
 from .structure import structure_to_dicts
 
 
+NECKS = ("c2f", "rep")
+
+
+class RepC2f(_SplitCSP):
+    """C2f whose blocks are two RepConvs (no shortcut, as in the neck): RepGFPN's re-parameterizable CSP."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5) -> None:
+        super().__init__(c1, c2, n, e)
+        self.m.extend(nn.Sequential(RepConv(self.c, self.c, 3), RepConv(self.c, self.c, 3)) for _ in range(n))
+
+
 class PAN(nn.Module):
     """SPPF on the deepest map, then YOLOv8's top-down and bottom-up paths."""
 
-    def __init__(self, c3: int, c4: int, c5: int, n: int = 1) -> None:
+    def __init__(self, c3: int, c4: int, c5: int, n: int = 1, neck: str = "c2f") -> None:
         super().__init__()
+        if neck not in NECKS:
+            raise ArchpruneError(f"unknown neck {neck!r}; use {' or '.join(NECKS)}")
+        csp = RepC2f if neck == "rep" else C2f
         self.sppf = SPPF(c5, c5, 5)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.td4 = C2f(c5 + c4, c4, n)
-        self.td3 = C2f(c4 + c3, c3, n)
+        self.td4 = csp(c5 + c4, c4, n)
+        self.td3 = csp(c4 + c3, c3, n)
         self.down3 = Conv(c3, c3, 3, 2)
-        self.bu4 = C2f(c3 + c4, c4, n)
+        self.bu4 = csp(c3 + c4, c4, n)
         self.down4 = Conv(c4, c4, 3, 2)
-        self.bu5 = C2f(c4 + c5, c5, n)
+        self.bu5 = csp(c4 + c5, c5, n)
 
     def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
         x3, x4, x5 = feats
@@ -48,7 +65,8 @@ class PAN(nn.Module):
 class BlockDetector(nn.Module):
     """Backbone from a structure + PAN neck + Detect head; ``.backbone`` is the searched part."""
 
-    def __init__(self, structure: Any, nc: int = 80, names: list[str] | None = None, neck_depth: int = 1) -> None:
+    def __init__(self, structure: Any, nc: int = 80, names: list[str] | None = None, neck_depth: int = 1,
+                 neck: str = "c2f") -> None:
         super().__init__()
         if nc < 1:
             raise ArchpruneError(f"nc must be at least 1, got {nc}")
@@ -61,10 +79,10 @@ class BlockDetector(nn.Module):
         if strides[1] != 2 * strides[0] or strides[2] != 2 * strides[1]:
             raise ArchpruneError(f"the last three stages have strides {strides}; the PAN neck needs each to double")
         c3, c4, c5 = self.backbone.out_channels[-3:]
-        self.neck = PAN(c3, c4, c5, neck_depth)
+        self.neck = PAN(c3, c4, c5, neck_depth, neck)
         self.detect = Detect(nc, [c3, c4, c5], legacy=True, strides=tuple(float(s) for s in strides))
         self.detect.bias_init()
-        self.nc, self.neck_depth = nc, neck_depth
+        self.nc, self.neck_depth, self.neck_kind = nc, neck_depth, neck
         self.names = list(names) if names is not None else [str(i) for i in range(nc)]
         if len(self.names) != nc:
             raise ArchpruneError(f"{len(self.names)} class names given for nc={nc}")
@@ -89,7 +107,7 @@ class BlockDetector(nn.Module):
 def build_block_detector(arch: dict[str, Any]) -> BlockDetector:
     """A block-space detector from a checkpoint's architecture (``kind: blocks``)."""
     model = BlockDetector(arch["structure"], nc=arch["nc"], names=arch.get("names"),
-                          neck_depth=arch.get("neck_depth", 1))
+                          neck_depth=arch.get("neck_depth", 1), neck=arch.get("neck", "c2f"))
     model.imgsz = arch.get("imgsz")
     if arch.get("deployed"):  # its RepConvs were saved fused: fuse these (the weights load after)
         from spaces.models.repconv import fuse_repconvs

@@ -72,11 +72,11 @@ class BlockSpace(SearchSpace):
     def __init__(self, structure: Any = DEFAULT_STRUCTURE, nc: int = 80, names: list[str] | None = None, *,
                  kernels: Sequence[int] = (3, 5), max_units: int = 6, max_layers: int | None = None,
                  channel_ranges: Sequence[tuple[int, int] | None] | None = None, neck_depth: int = 1,
-                 mutations: int = 2) -> None:
+                 mutations: int = 2, neck: str = "c2f") -> None:
         self.initial: Structure = as_blocks(structure)
         self.limits = SpaceLimits.around(self.initial, channel_ranges, kernels, max_units, max_layers)
-        self.nc, self.names, self.neck_depth, self.mutations = nc, names, neck_depth, mutations
-        BlockDetector(self.initial, nc, names, neck_depth)  # fail now, not per candidate, on a bad skeleton
+        self.nc, self.names, self.neck_depth, self.mutations, self.neck = nc, names, neck_depth, mutations, neck
+        BlockDetector(self.initial, nc, names, neck_depth, neck)  # fail now, not per candidate, on a bad skeleton
         self.genes = []
         for i, (lo, hi) in enumerate(self.limits.ranges[1:], start=1):
             widths = tuple(range(lo, hi + 1, DIVISOR))
@@ -146,13 +146,13 @@ class BlockSpace(SearchSpace):
         ``backbone_params_m`` and ``layers``, and MAE-DET ``entropy``, all without building it (they match
         thop): what a zero-shot search runs on."""
         structure = self.structure_of(genome)
-        costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth)
+        costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth, self.neck)
         return {**costs, "layers": float(count_layers(structure)),
                 "entropy": analytic_entropy(structure, weights=entropy_weights)}
 
     # -- SearchSpace ----------------------------------------------------------------------------
     def build(self, genome: Genome) -> BlockDetector:
-        return BlockDetector(self.structure_of(genome), self.nc, self.names, self.neck_depth).eval()
+        return BlockDetector(self.structure_of(genome), self.nc, self.names, self.neck_depth, self.neck).eval()
 
     def to_config(self, genome: Genome) -> dict[str, Any]:
         return {"structure": structure_to_dicts(self.structure_of(genome))}

@@ -75,6 +75,7 @@ def architecture_of(model: nn.Module) -> dict[str, Any]:
 
         return {"kind": "blocks", "structure": model.structure, "nc": model.nc, "names": list(model.names),
                 "imgsz": model.imgsz, "neck_depth": model.neck_depth,
+                **({"neck": model.neck_kind} if model.neck_kind != "c2f" else {}),
                 **({"deployed": True} if is_deployed(model) else {})}
     return {
         "kind": "yolo",
