@@ -70,7 +70,7 @@ def _train_settings(args: argparse.Namespace, **extra: Any) -> Any:
                          workers=args.workers, val_max_images=args.val_max_images, sparsity=args.sparsity,
                          sparsity_weight=args.sparsity_weight, elastic=args.elastic,
                          elastic_samples=args.elastic_samples, elastic_weight=args.elastic_weight,
-                         importance=args.importance, elastic_depth=args.elastic_depth, **extra)
+                         importance=args.importance, elastic_depth=args.elastic_depth, qat=args.qat, **extra)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -142,6 +142,9 @@ def _add_training_args(p: argparse.ArgumentParser, out_default: str | None) -> N
     p.add_argument("--importance", choices=[i for i in IMPORTANCES if not needs_gradients(i)], default="l1",
                    help="with --elastic: the criterion that orders each group's channels once, before training "
                         "(default l1); sub-networks keep prefixes of that order")
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware training (NNCF fake-quantizers, the head's decode float); writes "
+                        "last-int8.onnx / best-int8.onnx beside the checkpoints (pip install nncf torchao)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last completed epoch (same settings; "
                         "a different --epochs re-stretches the schedule)")

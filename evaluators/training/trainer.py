@@ -35,7 +35,7 @@ from .loss import DetectionLoss
 # or shortens the cosine schedule from the resumed epoch on).
 _RESUME_KEYS = ("model", "data", "imgsz", "batch", "optimizer", "lr0", "seed", "augment", "teacher", "kd_weight",
                 "feature_kd_weight", "sparsity", "sparsity_weight", "elastic", "elastic_samples", "elastic_weight",
-                "importance", "elastic_depth")
+                "importance", "elastic_depth", "qat")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class TrainSettings:
     elastic_weight: float = 1.0  # the sub-networks' mean loss against the largest network's
     importance: str = "l1"  # the channel order an elastic run trains prefixes of
     elastic_depth: bool = False  # elastic runs also sample depth genes (blocks kept per C2f / C3k2 / C3k)
+    qat: bool = False  # quantization-aware: train with NNCF's fake-quantizers, write INT8 ONNX (see qat.py)
 
     def learning_rate(self) -> float:
         return self.lr0 if self.lr0 is not None else (0.002 if self.optimizer == "AdamW" else 0.01)
@@ -167,6 +168,8 @@ def _distiller_for(student: YOLODetector, settings: TrainSettings, data: DataCon
 def _extension_for(model: YOLODetector, settings: TrainSettings) -> TrainingExtension:
     if settings.elastic and settings.sparsity:
         raise ArchpruneError("--elastic and --sparsity are two ways to make a prunable base: choose one")
+    if settings.qat and (settings.elastic or settings.sparsity):
+        raise ArchpruneError("--qat fine-tunes the model you will ship: train the prunable base first, without --qat")
     if settings.elastic_depth and not settings.elastic:
         raise ArchpruneError("--elastic-depth samples depth inside elastic training: add --elastic")
     if settings.elastic:
@@ -206,13 +209,24 @@ def _start_or_resume(settings: TrainSettings, data: DataConfig, last: Path,
     if not resume:
         if last.exists():
             raise ArchpruneError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        return _model_for(settings, data), None
+        model = _model_for(settings, data)
+        if settings.qat:  # fake-quantizers calibrated on the training images adaptive BN uses
+            from evaluators.proxy_accuracy import calibration_images
+
+            from .qat import quantize_for_training
+
+            model = quantize_for_training(model, calibration_images(data, settings.imgsz), settings.imgsz)
+        return model, None
     if not last.exists():
         raise ArchpruneError(f"nothing to resume: {last} does not exist (start without --resume)")
     raw = torch.load(last, map_location="cpu", weights_only=True)
     state = raw["meta"]["train_state"]
     _check_resume(state["settings"], settings, last)
     model = detector_from_checkpoint(raw, last)  # the architecture; raw (non-EMA) weights follow
+    if settings.qat:  # the same quantizers, rebuilt from their stored layout before their values load
+        from .qat import restore_quantizers
+
+        model = restore_quantizers(model, state["qat"], settings.imgsz)
     model.load_state_dict(state["model"])
     return model, state
 
@@ -324,7 +338,15 @@ def _save_epoch(run: _Run, settings: TrainSettings, epoch: int, history: list[di
                    "best_map": best_map, "settings": dataclasses.asdict(settings),
                    "distiller": run.distiller.adapter_state() if run.distiller else None,
                    "extension": run.extension.state()}
+    if settings.qat:
+        from .qat import export_int8_onnx, quantizer_config
+
+        train_state["qat"] = quantizer_config(run.model)
     save_checkpoint(run.ema.ema, out / "last.pt", meta={**meta, "train_state": train_state})  # atomic write
+    if settings.qat:  # the product of a QAT run: the EMA model as INT8 ONNX
+        export_int8_onnx(run.ema.ema, out / "last-int8.onnx", settings.imgsz)
+        if improved:
+            export_int8_onnx(run.ema.ema, out / "best-int8.onnx", settings.imgsz)
     _write_history(out / "results.csv", history)
 
 

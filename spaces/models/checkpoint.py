@@ -26,7 +26,9 @@ def save_checkpoint(model: YOLODetector, path: str | os.PathLike, meta: dict[str
                     half: bool = False) -> Path:
     """Write ``model`` to ``path`` atomically. ``half`` stores float weights as fp16 (half the size)."""
     path = Path(path)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # a quantization-aware model's NNCF quantizers stay out: the checkpoint is the float model
+    # (training state for --resume keeps them; the INT8 model is its own ONNX file)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith("__nncf_hooks.")}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta = dict(meta or {})
