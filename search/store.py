@@ -22,13 +22,15 @@ import re
 import socket
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
+from search import store_index
 from search.objectives import Objective
 from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
@@ -63,7 +65,34 @@ def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     study.enqueue_trial(trial.params, user_attrs={"source": "retry", "retry_of": trial.number})
 
 
-@dataclass
+class StoredConfig(Mapping[str, Any]):
+    """A trial's config, read from the store the first time it is looked at. Only the front's
+    plots, the pick and an export read configs; holding every one in memory cost ~3 KiB a trial."""
+
+    __slots__ = ("_read", "_trial_id", "_value")
+
+    def __init__(self, read: Callable[[int], dict[str, Any]], trial_id: int) -> None:
+        self._read, self._trial_id, self._value = read, trial_id, None
+
+    def _get(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = self._read(self._trial_id)
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+@dataclass(slots=True)
 class TrialRecord:
     """One finished candidate as the drivers, the front and the plots see it."""
 
@@ -73,7 +102,7 @@ class TrialRecord:
     values: tuple[float, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, float] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     error: str | None = None
 
@@ -175,15 +204,30 @@ class Store:
             with warnings.catch_warnings():  # experimental since Optuna 3.2, yet what the dashboard reads
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names(names)
+        # the compact index (search/store_index.py): RDB storage only; a read-only open of a store
+        # written before the index existed reads Optuna's tables as before
+        self._engine = self.storage.engine if isinstance(self.storage, optuna.storages.RDBStorage) else None
+        if self._engine is not None and not read_only:
+            store_index.create(self._engine)
+        self._indexed = self._engine is not None and (not read_only or store_index.exists(self._engine))
+        self._writable = not read_only
         self.genes = list(genes) if genes is not None else self._stored_genes()
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
+        self._order = self._index_order() if self._indexed else None
         self._by_genome: dict[Genome, TrialRecord] = {}
-        self._loaded: set[int] = set()
+        self._loaded: set[int] = set()  # trial numbers read through Optuna (store without index)
+        self._seq = 0  # the last index row read
         self._pending: list[tuple[optuna.trial.FrozenTrial, TrialRecord]] = []
-        self.refresh()
+        if self._indexed:
+            self._read_index(opening=True)
+            self._reconcile()
+        else:
+            self.refresh()
 
     def refresh(self) -> int:
         """Load trials finished since the last look (by other processes sharing the study); how many."""
+        if self._indexed:
+            return self._read_index()
         before = len(self._by_genome)
         for trial in self.study.get_trials(deepcopy=False, states=FINISHED):
             if trial.number in self._loaded:
@@ -196,10 +240,114 @@ class Store:
         return len(self._by_genome) - before
 
     def _stored_genes(self) -> list[Gene]:
-        for trial in self.study.get_trials(deepcopy=False):
+        stored = self.storage.get_study_system_attrs(self._study_id).get(store_index.GENES_ATTR) if self._indexed else None
+        if stored:
+            return [Gene(name, tuple(range(int(n)))) for name, n in stored]
+        if self._engine is not None:  # the first trial's distributions, without reading every trial
+            with self._engine.connect() as conn:
+                first = store_index.first_trial_id(conn, self._study_id)
+            trials = [self.storage.get_trial(first)] if first is not None else []
+        else:
+            trials = self.study.get_trials(deepcopy=False)
+        for trial in trials:
             if trial.distributions:
                 return [Gene(name, tuple(range(int(d.high) + 1))) for name, d in trial.distributions.items()]
         return []
+
+    # -- the index ---------------------------------------------------------------------------
+    def _index_order(self) -> list[int] | None:
+        """Where each of this store's genes sits in the genomes the index holds (None: the same
+        order). The first writer records its gene names with the study."""
+        names = [g.name for g in self.genes]
+        stored = self.storage.get_study_system_attrs(self._study_id).get(store_index.GENES_ATTR)
+        if stored is None:
+            if self._writable and names:
+                self.storage.set_study_system_attr(self._study_id, store_index.GENES_ATTR,
+                                                   [[g.name, len(g.choices)] for g in self.genes])
+            return None
+        stored_names = [name for name, _ in stored]
+        if stored_names == names:
+            return None
+        if sorted(stored_names) != sorted(names):
+            raise ArchpruneError(f"run {self.run!r} in {self.url!r} was searched over other genes "
+                                 f"({len(stored_names)} genes, e.g. {stored_names[:3]}) than this space's "
+                                 f"({len(names)}, e.g. {names[:3]}); pick another --run")
+        return [stored_names.index(name) for name in names]
+
+    def _stored_genome(self, genome: Genome) -> list[int]:
+        if self._order is None:
+            return list(genome)
+        out = [0] * len(genome)
+        for mine, theirs in enumerate(self._order):
+            out[theirs] = int(genome[mine])
+        return out
+
+    def _read_config(self, trial_id: int) -> dict[str, Any]:
+        with self._engine.connect() as conn:
+            return store_index.config_of(conn, trial_id)
+
+    def _index_record(self, row: store_index.IndexedTrial) -> TrialRecord:
+        genome = row.genome if self._order is None else tuple(row.genome[i] for i in self._order)
+        return TrialRecord(number=row.number, genome=genome, failed=row.failed, values=row.values,
+                           metrics=row.metrics, constraints=row.constraints,
+                           config=StoredConfig(self._read_config, row.trial_id), source=row.source, error=row.error)
+
+    def _read_index(self, opening: bool = False) -> int:
+        before = len(self._by_genome)
+        with self._engine.connect() as conn:
+            rows = store_index.read_since(conn, self._study_id, self._seq)
+        if opening:  # the whole run at once: in trial order, as Optuna's tables read
+            rows.sort(key=lambda r: r.number)
+        for row in rows:
+            self._seq = max(self._seq, row.seq)
+            if not row.skip and row.genome not in self._by_genome:  # (also skips the re-read window)
+                record = self._index_record(row)
+                self._by_genome[record.genome] = record
+        return len(self._by_genome) - before
+
+    def _index_row(self, trial_id: int, record: TrialRecord, skip: bool = False) -> dict[str, Any]:
+        data = store_index.encode(record.number, record.failed, self._stored_genome(record.genome), record.values,
+                                  record.metrics, record.constraints, record.source, record.error)
+        return {"trial_id": trial_id, "study_id": self._study_id, "skip": skip, "data": data}
+
+    def _reconcile(self) -> None:
+        """Finished trials without an index row (a process killed between Optuna's ``tell`` and its
+        row, or a store older than the index): read through Optuna, indexed when writable."""
+        with self._engine.connect() as conn:
+            missing = store_index.unindexed_finished(conn, self._study_id)
+        if not missing:
+            return
+        if len(missing) > 100:  # e.g. a store older than the index: one query, not one per trial
+            wanted = set(missing)
+            trials = [t for t in self.storage.get_all_trials(self._study_id, deepcopy=False, states=FINISHED)
+                      if t._trial_id in wanted]
+        else:
+            trials = [self.storage.get_trial(trial_id) for trial_id in missing]
+        rows = []
+        for trial in sorted(trials, key=lambda t: t.number):
+            interrupted = trial.state == TrialState.FAIL and "error" not in trial.user_attrs
+            record = self._record(trial)
+            if not interrupted:
+                self._by_genome.setdefault(record.genome, record)
+            rows.append(self._index_row(trial._trial_id, record, skip=interrupted))
+        if self._writable:
+            for start in range(0, len(rows), 1000):
+                with self._engine.begin() as conn:
+                    store_index.insert_rows(conn, rows[start:start + 1000])
+
+    def _indexed_now(self, trial_id: int, record: TrialRecord) -> None:
+        """A trial finished through Optuna (``tell``): its index row, in a transaction of its own."""
+        with self._engine.begin() as conn:
+            store_index.insert_rows(conn, [self._index_row(trial_id, record)])
+        record.config = StoredConfig(self._read_config, trial_id)
+
+    def _trials_in(self, state: TrialState) -> list[optuna.trial.FrozenTrial]:
+        """The study's trials in ``state`` (RUNNING, WAITING: a few), without reading every trial."""
+        if self._engine is None:
+            return self.study.get_trials(deepcopy=False, states=(state,))
+        with self._engine.connect() as conn:
+            ids = store_index.trial_ids_in_state(conn, self._study_id, state)
+        return [self.storage.get_trial(trial_id) for trial_id in ids]
 
     # -- reading ---------------------------------------------------------------------------
     def _record(self, trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -234,8 +382,11 @@ class Store:
                 self.flush()
             return record
         record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
-        self._loaded.add(number)
         self._by_genome.setdefault(record.genome, record)
+        if self._indexed:
+            self._indexed_now(asked._trial_id, record)
+        else:
+            self._loaded.add(number)
         return record
 
     @property
@@ -244,13 +395,25 @@ class Store:
         return len(self._pending)
 
     def flush(self) -> None:
-        """Write the held trials in one transaction; their records get their trial numbers."""
+        """Write the held trials in one transaction (with their index rows); their records get their
+        trial numbers."""
         if not self._pending:
             return
-        numbers = add_finished_trials(self.storage, self._study_id, [t for t, _ in self._pending])
-        for number, (_, record) in zip(numbers, self._pending):
+        records = [r for _, r in self._pending]
+
+        def index_rows(numbered: list[tuple[int, int]]) -> list[dict[str, Any]]:
+            for (_, number), record in zip(numbered, records):
+                record.number = number
+            return [self._index_row(trial_id, record) for (trial_id, _), record in zip(numbered, records)]
+
+        numbered = add_finished_trials(self.storage, self._study_id, [t for t, _ in self._pending],
+                                       index_rows if self._indexed else None)
+        for (trial_id, number), record in zip(numbered, records):
             record.number = number
-            self._loaded.add(number)
+            if self._indexed:
+                record.config = StoredConfig(self._read_config, trial_id)
+            else:
+                self._loaded.add(number)
         self._pending = []
 
     def _finish_asked(self, asked: optuna.Trial, state: TrialState, values: list[float] | None,
@@ -324,27 +487,25 @@ class Store:
         if trials is None:
             return False
         self.refresh()
-        earlier = sum(t.number < asked.number
-                      for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        earlier = sum(t.number < asked.number for t in self._trials_in(TrialState.RUNNING))
         return len(self) + earlier >= trials
 
     def running_elsewhere(self, genome: Genome) -> int | None:
         """The number of a RUNNING trial of another worker on this candidate (shared studies), if any."""
         params = {g.name: int(c) for g, c in zip(self.genes, genome)}
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for trial in self._trials_in(TrialState.RUNNING):
             if trial._trial_id not in self._live and trial.params == params:
                 return trial.number
         return None
 
     def running_others(self) -> int:
         """RUNNING trials of other processes sharing this study."""
-        return sum(t._trial_id not in self._live
-                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return sum(t._trial_id not in self._live for t in self._trials_in(TrialState.RUNNING))
 
     def other_workers(self) -> set[str]:
         """Workers of other live processes with RUNNING trials in this study."""
         mine = worker_id()
-        return {str(t.user_attrs.get("worker")) for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return {str(t.user_attrs.get("worker")) for t in self._trials_in(TrialState.RUNNING)
                 if t.user_attrs.get("worker") not in (None, mine) and not _process_gone(str(t.user_attrs["worker"]))}
 
     def recover_stale(self) -> int:
@@ -354,11 +515,11 @@ class Store:
         recovered = 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            before = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            before = len(self._trials_in(TrialState.WAITING))
             self._beat_once()  # our own trials are alive, whatever the heartbeat thread managed lately
             optuna.storages.fail_stale_trials(self.study)  # heartbeats: any host; re-queued by _requeue
-            recovered += len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            recovered += len(self._trials_in(TrialState.WAITING)) - before
+        for trial in self._trials_in(TrialState.RUNNING):
             worker = trial.user_attrs.get("worker")
             if trial._trial_id in self._live:
                 continue

@@ -1,0 +1,184 @@
+"""The store's compact index (search/store_index.py) reads exactly what Optuna's own tables hold.
+
+Every test compares the two read paths of one store: the index (what a run opens now) and Optuna's
+ORM (what the store read before the index existed, and what the dashboard reads), on stores with
+every kind of trial, written by several processes, or cut by SIGKILL mid-batch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.objectives import Objective
+from search.store import Store
+from search.store_index import TABLE_NAME
+from tests.search_toys import ToySpace
+
+OBJECTIVES = [Objective("size", "min"), Objective("quality", "max")]
+GENES = ToySpace().genes
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fields(store: Store) -> list[tuple]:
+    return [(r.number, r.genome, r.failed, r.values, r.metrics, r.constraints, dict(r.config), r.source, r.error)
+            for r in store.records()]
+
+
+def _orm_fields(url: str, run: str, tmp_path: Path) -> list[tuple]:
+    """The same store read through Optuna's ORM: a copy without the index, opened read-only."""
+    copy = tmp_path / f"orm-{time.monotonic_ns()}.db"
+    shutil.copy(url[len("sqlite:///"):], copy)
+    with sqlite3.connect(copy) as db:
+        db.execute(f"DROP TABLE {TABLE_NAME}")
+    store = Store(f"sqlite:///{copy}", run, OBJECTIVES, genes=None, read_only=True)
+    assert not store._indexed  # really the old path
+    return _fields(store)
+
+
+def _complete(store: Store, genome: tuple, size: float, quality: float, over: float = -1.0, **kw) -> None:
+    store.add_complete(genome, {"size": size, "quality": quality}, {"size<=9": over},
+                       {"groups": dict(zip([g.name for g in GENES], genome))}, {"total_s": 0.1}, "toy", **kw)
+
+
+def _mixed_store(url: str) -> Store:
+    store = Store(url, "mix", OBJECTIVES, GENES)
+    _complete(store, (3, 3, 3, 3, 3), 15, 0.9, over=6.0)  # infeasible
+    _complete(store, (1, 1, 1, 1, 1), 5, 0.5)
+    store.add_failed((0, 1, 2, 3, 0), "RuntimeError: out of memory\ntraceback...", {"groups": {}}, {}, "random")
+    for i in range(4):  # one batch, one transaction
+        _complete(store, (2, i, 0, 0, 0), 2 + i, 0.1 * i, defer=True)
+    store.flush()
+    asked = store.ask()  # an Optuna driver's trial, finished by tell
+    _complete(store, tuple(asked.params[g.name] for g in GENES), 7, 0.7, asked=asked)
+    duplicate = store.ask()
+    store.close_duplicate(duplicate, of=1)  # PRUNED: not a record
+    store.ask()  # left RUNNING
+    interrupted = store.ask()
+    store.abandon(interrupted, "stopped")  # FAIL without error, and a WAITING retry
+    return store
+
+
+def test_the_index_reads_what_optuna_holds_for_every_kind_of_trial(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    writer = _mixed_store(url)
+    states = {t.state for t in writer.study.get_trials()}
+    assert states == {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING,
+                      TrialState.WAITING}
+    reader = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
+    assert reader._indexed
+    fields = _fields(reader)
+    assert len(fields) == 8 and sum(f[2] for f in fields) == 1  # 7 complete, 1 failed; no others
+    assert fields == _orm_fields(url, "mix", tmp_path) == _fields(writer)
+    assert [(r.number, r.genome) for r in reader.records() if not r.feasible] == [(0, (3, 3, 3, 3, 3)), (2, (0, 1, 2, 3, 0))]
+
+
+def test_several_processes_on_one_store_read_alike(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Store(url, "shared", OBJECTIVES, GENES)  # created once (two processes creating one SQLite file race)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen([sys.executable, "-m", "tests.shared_study_worker", url, "shared", "12", "-",
+                                 driver, "0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+               for driver in ("optuna-tpe", "nsga2")]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stdout.read()
+    reader = Store(url, "shared", OBJECTIVES, genes=None, read_only=True)
+    fields = _fields(reader)
+    assert len(fields) >= 12 and len({f[1] for f in fields}) == len(fields)
+    assert fields == _orm_fields(url, "shared", tmp_path)
+
+
+_BATCH_WRITER = """
+import sys, itertools
+from search.objectives import Objective
+from search.store import Store
+from tests.search_toys import ToySpace
+store = Store(sys.argv[1], "kill", [Objective("size", "min"), Objective("quality", "max")], ToySpace().genes)
+genomes = itertools.product(range(4), repeat=5)
+print("ready", flush=True)
+for batch in range(10**6):
+    for _ in range(50):
+        g = next(genomes)
+        store.add_complete(g, {"size": sum(g), "quality": 0.5}, {}, {"groups": {}}, {}, "toy", defer=True)
+    store.flush()
+"""
+
+
+def test_a_sigkill_mid_batch_leaves_whole_batches_that_both_paths_read_alike(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    writer = subprocess.Popen([sys.executable, "-c", _BATCH_WRITER, url], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    time.sleep(2.0)  # dozens of batches in, one of them being written
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    reader = Store(url, "kill", OBJECTIVES, genes=None, read_only=True)
+    fields = _fields(reader)
+    assert fields and len(fields) % 50 == 0  # no half batch: trials and index rows commit together
+    assert fields == _orm_fields(url, "kill", tmp_path)
+    resumed = Store(url, "kill", OBJECTIVES, GENES)  # and a resume carries on from there
+    assert len(resumed) == len(fields)
+
+
+def test_a_trial_told_but_never_indexed_is_reconciled_on_open(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'told.db'}"
+    store = Store(url, "told", OBJECTIVES, GENES)
+    _complete(store, (1, 1, 1, 1, 1), 5, 0.5)
+    asked = store.ask()
+
+    def killed(*_args) -> None:
+        raise KeyboardInterrupt  # the process dies between Optuna's tell and the index row
+
+    monkeypatch.setattr(Store, "_indexed_now", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _complete(store, tuple(asked.params[g.name] for g in GENES), 7, 0.7, asked=asked)
+    monkeypatch.undo()
+    with sqlite3.connect(tmp_path / "told.db") as db:
+        assert db.execute(f"SELECT count(*) FROM {TABLE_NAME}").fetchone()[0] == 1
+    read_only = Store(url, "told", OBJECTIVES, genes=None, read_only=True)
+    assert len(read_only) == 2 and _fields(read_only) == _orm_fields(url, "told", tmp_path)
+    Store(url, "told", OBJECTIVES, GENES)  # a writable open indexes it
+    with sqlite3.connect(tmp_path / "told.db") as db:
+        assert db.execute(f"SELECT count(*) FROM {TABLE_NAME}").fetchone()[0] == 2
+
+
+def test_a_store_written_before_the_index_is_read_then_indexed(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    expected = _fields(_mixed_store(url))
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute(f"DROP TABLE {TABLE_NAME}")
+    assert _fields(Store(url, "mix", OBJECTIVES, genes=None, read_only=True)) == expected  # read, not written
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name = ?", (TABLE_NAME,)).fetchall()
+    assert _fields(Store(url, "mix", OBJECTIVES, GENES)) == expected  # writable: indexed ...
+    with sqlite3.connect(tmp_path / "old.db") as db:  # ... the interrupted trial too, as one to skip
+        assert db.execute(f"SELECT count(*), sum(skip) FROM {TABLE_NAME}").fetchone() == (9, 1)
+
+
+def test_genes_in_another_order_read_the_same_genomes(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'order.db'}"
+    _complete(Store(url, "o", OBJECTIVES, GENES), (0, 1, 2, 3, 0), 6, 0.2)
+    reordered = Store(url, "o", OBJECTIVES, GENES[::-1])
+    assert reordered.records()[0].genome == (0, 3, 2, 1, 0)
+    other = ToySpace(n_genes=6).genes
+    with pytest.raises(Exception, match="other genes"):
+        Store(url, "o", OBJECTIVES, other)
+
+
+def test_optuna_reads_a_study_the_index_path_wrote(tmp_path) -> None:
+    """The dashboard and the samplers read Optuna's tables: those stay complete."""
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    _mixed_store(url)
+    study = optuna.load_study(study_name="mix", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 7 and all(t.user_attrs["metrics"] and t.params for t in complete)
+    assert study.metric_names == ["size", "quality"]
