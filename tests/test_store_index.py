@@ -50,8 +50,8 @@ def _complete(store: Store, genome: tuple, size: float, quality: float, over: fl
                        {"groups": dict(zip([g.name for g in GENES], genome))}, {"total_s": 0.1}, "toy", **kw)
 
 
-def _mixed_store(url: str) -> Store:
-    store = Store(url, "mix", OBJECTIVES, GENES)
+def _mixed_store(url: str, run: str = "mix") -> Store:
+    store = Store(url, run, OBJECTIVES, GENES)
     _complete(store, (3, 3, 3, 3, 3), 15, 0.9, over=6.0)  # infeasible
     _complete(store, (1, 1, 1, 1, 1), 5, 0.5)
     store.add_failed((0, 1, 2, 3, 0), "RuntimeError: out of memory\ntraceback...", {"groups": {}}, {}, "random")
@@ -182,3 +182,20 @@ def test_optuna_reads_a_study_the_index_path_wrote(tmp_path) -> None:
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 7 and all(t.user_attrs["metrics"] and t.params for t in complete)
     assert study.metric_names == ["size", "quality"]
+
+
+def test_on_postgresql_the_index_reads_what_optuna_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bulk inserts, the on-conflict rule and the numbering on the distributed storage."""
+    from tests.test_distributed import POSTGRES, _postgres_or_skip
+
+    _postgres_or_skip()
+    run = f"mix-{os.getpid()}-{time.monotonic_ns()}"
+    writer = _mixed_store(POSTGRES, run)
+    reader = Store(POSTGRES, run, OBJECTIVES, genes=None, read_only=True)
+    assert reader._indexed
+    fields = _fields(reader)
+    monkeypatch.setattr("search.store_index.exists", lambda engine: False)
+    orm = Store(POSTGRES, run, OBJECTIVES, genes=None, read_only=True)
+    assert not orm._indexed
+    assert len(fields) == 8 and fields == _fields(orm) == _fields(writer)
+    assert sorted(t.number for t in writer.study.get_trials()) == list(range(12))  # Optuna's own numbering
