@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from search import store_index
 from search.objectives import Objective
+from search.shared_keys import KeyTuples
 from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
 from spaces.errors import ArchpruneError
@@ -100,8 +101,8 @@ class TrialRecord:
     genome: Genome
     failed: bool
     values: tuple[float, ...] = ()
-    metrics: dict[str, Any] = field(default_factory=dict)
-    constraints: dict[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # read from the index: shared-key mappings
+    constraints: Mapping[str, float] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     error: str | None = None
@@ -217,9 +218,10 @@ class Store:
         self._by_genome: dict[Genome, TrialRecord] = {}
         self._loaded: set[int] = set()  # trial numbers read through Optuna (store without index)
         self._seq = 0  # the last index row read
+        self._keys = KeyTuples()  # the key tuples the records' metrics and constraints share
         self._pending: list[tuple[optuna.trial.FrozenTrial, TrialRecord]] = []
         if self._indexed:
-            self._read_index(opening=True)
+            self._read_index()
             self._reconcile()
         else:
             self.refresh()
@@ -286,23 +288,21 @@ class Store:
         with self._engine.connect() as conn:
             return store_index.config_of(conn, trial_id)
 
-    def _index_record(self, row: store_index.IndexedTrial) -> TrialRecord:
-        genome = row.genome if self._order is None else tuple(row.genome[i] for i in self._order)
-        return TrialRecord(number=row.number, genome=genome, failed=row.failed, values=row.values,
-                           metrics=row.metrics, constraints=row.constraints,
-                           config=StoredConfig(self._read_config, row.trial_id), source=row.source, error=row.error)
-
-    def _read_index(self, opening: bool = False) -> int:
-        before = len(self._by_genome)
+    def _read_index(self) -> int:
+        before, order, read_config = len(self._by_genome), self._order, self._read_config
         with self._engine.connect() as conn:
-            rows = store_index.read_since(conn, self._study_id, self._seq)
-        if opening:  # the whole run at once: in trial order, as Optuna's tables read
-            rows.sort(key=lambda r: r.number)
-        for row in rows:
-            self._seq = max(self._seq, row.seq)
-            if not row.skip and row.genome not in self._by_genome:  # (also skips the re-read window)
-                record = self._index_record(row)
-                self._by_genome[record.genome] = record
+            for row in store_index.read_since(conn, self._study_id, self._seq, self._keys):
+                self._seq = max(self._seq, row.seq)
+                if row.skip:
+                    continue
+                genome = row.genome if order is None else tuple(row.genome[i] for i in order)
+                held = self._by_genome.get(genome)
+                # a genome finished twice (two processes): the first trial is the record, as Optuna's
+                # tables read in trial order; rows come in seq order, which other writers can interleave
+                if held is None or held.number > row.number:
+                    self._by_genome[genome] = TrialRecord(
+                        row.number, genome, row.failed, row.values, row.metrics, row.constraints,
+                        StoredConfig(read_config, row.trial_id), row.source, row.error)
         return len(self._by_genome) - before
 
     def _index_row(self, trial_id: int, record: TrialRecord, skip: bool = False) -> dict[str, Any]:

@@ -20,19 +20,23 @@ and older archprune read those):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from search.shared_keys import KeyTuples, SharedKeyMapping
+
 TABLE_NAME = "archprune_records"
 GENES_ATTR = "archprune:genes"  # study system attribute: the gene names, in the order rows store genomes
 REREAD = 1000
+DECODE_CHUNK = 5000
 
 METADATA = sa.MetaData()
 RECORDS = sa.Table(
@@ -59,27 +63,36 @@ class IndexedTrial:
     failed: bool
     genome: tuple[int, ...]
     values: tuple[float, ...]
-    metrics: dict[str, Any]
-    constraints: dict[str, float]
+    metrics: SharedKeyMapping
+    constraints: SharedKeyMapping
     source: str
     error: str | None
 
 
 def encode(number: int, failed: bool, genome: Sequence[int], values: Sequence[float] | None,
-           metrics: dict[str, Any], constraints: dict[str, float] | None, source: str, error: str | None) -> str:
-    return json.dumps([number, bool(failed), [int(c) for c in genome], list(values or ()), metrics,
+           metrics: Mapping[str, Any], constraints: Mapping[str, float] | None, source: str,
+           error: str | None) -> str:
+    return json.dumps([number, bool(failed), [int(c) for c in genome], list(values or ()), dict(metrics),
                        dict(constraints or {}), source, error], separators=(",", ":"))
 
 
-def _interned(d: dict[str, Any]) -> dict[str, Any]:
-    """The same dict with shared key strings: json makes new ones per row, 500,000 times over."""
-    return {sys.intern(k): v for k, v in d.items()}
-
-
-def decode(seq: int, trial_id: int, skip: bool, data: str) -> IndexedTrial:
-    number, failed, genome, values, metrics, constraints, source, error = json.loads(data)
-    return IndexedTrial(seq, trial_id, bool(skip), int(number), bool(failed), tuple(genome), tuple(values),
-                        _interned(metrics), _interned(constraints), sys.intern(source), error)
+def decode_all(rows: Iterable[tuple[int, int, bool, str]], keys: KeyTuples) -> Iterator[IndexedTrial]:
+    """Decode rows in chunks, each chunk one ``json.loads`` of a JSON array: a call per row cost
+    more than the parsing, and one parse shares the key strings of all the rows it holds."""
+    chunk: list[tuple[int, int, bool, str]] = []
+    for row in itertools.chain(rows, [None]):
+        if row is not None:
+            chunk.append(row)
+            if len(chunk) < DECODE_CHUNK:
+                continue
+        if not chunk:
+            break
+        decoded = json.loads("[" + ",".join(r[3] for r in chunk) + "]")
+        for (seq, trial_id, skip, _), data in zip(chunk, decoded):
+            number, failed, genome, values, metrics, constraints, source, error = data
+            yield IndexedTrial(seq, trial_id, bool(skip), number, bool(failed), tuple(genome), tuple(values),
+                               keys.mapping(metrics), keys.mapping(constraints), sys.intern(source), error)
+        chunk = []
 
 
 def exists(engine: sa.Engine) -> bool:
@@ -110,12 +123,13 @@ def insert_rows(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
                 pass
 
 
-def read_since(conn: sa.Connection, study_id: int, after_seq: int) -> list[IndexedTrial]:
-    """The study's rows after ``after_seq`` (minus the re-read window), in seq order."""
+def read_since(conn: sa.Connection, study_id: int, after_seq: int, keys: KeyTuples) -> Iterator[IndexedTrial]:
+    """The study's rows after ``after_seq`` (minus the re-read window), in seq order, decoded as they
+    are read (a 500,000-trial run's rows are never all in memory at once)."""
     query = (sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data)
              .where(RECORDS.c.study_id == study_id, RECORDS.c.seq > max(0, after_seq - REREAD))
              .order_by(RECORDS.c.seq))
-    return [decode(*row) for row in conn.execute(query)]
+    return decode_all(conn.execute(query), keys)
 
 
 def unindexed_finished(conn: sa.Connection, study_id: int) -> list[int]:
