@@ -2,7 +2,7 @@
 # The long runs of issue 13 (hours on a 2-core CPU), each resumable: after any interruption (a
 # session's end, a kill, a reboot) run this script again and it carries on where it stopped.
 #
-#   nohup bash bench/prunable_bases_queue.sh > ~/archprune-runs/queue.log 2>&1 &
+#   nohup bash bench/prunable_bases_queue.sh > /tmp/queue.log 2>&1 &
 #   .venv/bin/python bench/proxy_fidelity.py --report; .venv/bin/python bench/prune_outcome.py --report
 #
 # The proxy-fidelity benchmark runs on core 1 and the outcome benchmark on core 0, one torch
@@ -14,14 +14,16 @@
 # half-written modules): run the queue from its own worktree, pinned to a commit, sharing the venv:
 #
 #   git worktree add --detach ~/archprune-bench HEAD && ln -s "$PWD/.venv" ~/archprune-bench/.venv
-#   cd ~/archprune-bench && nohup bash bench/prunable_bases_queue.sh > ~/archprune-runs/queue.log 2>&1 &
+#   cd ~/archprune-bench && nohup bash bench/prunable_bases_queue.sh > /tmp/queue.log 2>&1 &
 #
 # (the venv's editable install points at the main tree; PYTHONPATH below makes every process,
 # workers included, import this tree instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-RUNS=${ARCHPRUNE_RUNS:-$HOME/archprune-runs}
+# Results go to the main checkout's bench/runs/ (its JSON is committed as it lands: a machine change
+# once took a whole session's queue output with ~/archprune-runs), even from a pinned worktree.
+RUNS=${ARCHPRUNE_RUNS:-$(git rev-parse --path-format=absolute --git-common-dir)/../bench/runs}
 BASES=plain=yolov8n-digits,sparse=yolov8n-digits-sparse,elastic=yolov8n-digits-elastic
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$RUNS"
