@@ -26,7 +26,7 @@ def export_trial(handle: RunHandle, trial: int, out: Path | None = None, recalib
     scored INT8, --precision int8): also model-int8.onnx, quantized as the search scored it."""
     recipe = handle.settings.recipe()
     recipe.check_export(handle)
-    record = next((r for r in handle.store.records() if r.number == trial), None)
+    record = handle.store.record(trial)
     if record is None:
         raise ArchpruneError(f"run {handle.name!r} has no finished trial {trial} "
                              f"(it has {len(handle.store)} trials; `archprune pareto {handle.name}` lists the front)")

@@ -20,7 +20,6 @@ and older archprune read those):
 """
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -76,23 +75,25 @@ def encode(number: int, failed: bool, genome: Sequence[int], values: Sequence[fl
                        dict(constraints or {}), source, error], separators=(",", ":"))
 
 
-def decode_all(rows: Iterable[tuple[int, int, bool, str]], keys: KeyTuples) -> Iterator[IndexedTrial]:
-    """Decode rows in chunks, each chunk one ``json.loads`` of a JSON array: a call per row cost
-    more than the parsing, and one parse shares the key strings of all the rows it holds."""
-    chunk: list[tuple[int, int, bool, str]] = []
-    for row in itertools.chain(rows, [None]):
-        if row is not None:
-            chunk.append(row)
-            if len(chunk) < DECODE_CHUNK:
-                continue
-        if not chunk:
-            break
-        decoded = json.loads("[" + ",".join(r[3] for r in chunk) + "]")
-        for (seq, trial_id, skip, _), data in zip(chunk, decoded):
-            number, failed, genome, values, metrics, constraints, source, error = data
-            yield IndexedTrial(seq, trial_id, bool(skip), number, bool(failed), tuple(genome), tuple(values),
-                               keys.mapping(metrics), keys.mapping(constraints), sys.intern(source), error)
-        chunk = []
+def decode_all(result: sa.CursorResult, keys: KeyTuples) -> Iterator[IndexedTrial]:
+    """Decode rows in chunks (fetched by ``fetchmany``), each chunk one ``json.loads`` of a JSON
+    array: a call per row cost more than the parsing, and one parse shares the key strings of all
+    the rows it holds."""
+    mapping, intern = keys.mapping, sys.intern
+    for chunk in result.partitions(DECODE_CHUNK):
+        decoded = json.loads("[" + ",".join([r[3] for r in chunk]) + "]")
+        for (seq, trial_id, skip, _), (number, failed, genome, values, metrics, constraints, source, error) \
+                in zip(chunk, decoded):
+            yield IndexedTrial(seq, trial_id, skip, number, failed, tuple(genome), tuple(values),
+                               mapping(metrics), mapping(constraints), intern(source), error)
+
+
+def row_of_number(conn: sa.Connection, study_id: int, number: int, keys: KeyTuples) -> IndexedTrial | None:
+    """The row of the study's trial ``number``, or None when it has none."""
+    query = (sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data)
+             .join(TRIALS, TRIALS.c.trial_id == RECORDS.c.trial_id)
+             .where(TRIALS.c.study_id == study_id, TRIALS.c.number == number))
+    return next(decode_all(conn.execute(query), keys), None)
 
 
 def exists(engine: sa.Engine) -> bool:

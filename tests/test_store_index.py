@@ -199,3 +199,21 @@ def test_on_postgresql_the_index_reads_what_optuna_holds(monkeypatch: pytest.Mon
     assert not orm._indexed
     assert len(fields) == 8 and fields == _fields(orm) == _fields(writer)
     assert sorted(t.number for t in writer.study.get_trials()) == list(range(12))  # Optuna's own numbering
+
+
+def test_one_trial_is_read_alone_and_equals_the_whole_read(tmp_path) -> None:
+    """`export --trial N` on a read-only run reads trial N's row, not the run."""
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    writer = _mixed_store(url)
+    whole = {r.number: r for r in Store(url, "mix", OBJECTIVES, genes=None, read_only=True).records()}
+    for number, expected in whole.items():
+        lazy = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
+        got = lazy.record(number)
+        assert not lazy._opened  # one row read
+        assert (got.number, got.genome, got.failed, got.values, got.metrics, got.constraints, dict(got.config),
+                got.source, got.error) == (expected.number, expected.genome, expected.failed, expected.values,
+                                           expected.metrics, expected.constraints, dict(expected.config),
+                                           expected.source, expected.error)
+    interrupted = max(t.number for t in writer.study.get_trials() if t.state == TrialState.FAIL)
+    lazy = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
+    assert lazy.record(interrupted) is None and lazy.record(999) is None  # not records of the run
