@@ -28,6 +28,14 @@ class SharedKeyMapping(Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 
+    # the generic Mapping versions look every key up again: the front's feasibility test sums
+    # every record's constraint values, 500,000 times
+    def values(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return self._values
+
+    def items(self) -> tuple[tuple[str, Any], ...]:  # type: ignore[override]
+        return tuple(zip(self._keys, self._values))
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
 
