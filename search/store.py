@@ -319,21 +319,26 @@ class Store:
         with self._engine.connect() as conn:
             return store_index.config_of(conn, trial_id)
 
+    def _row_genome(self, row: store_index.IndexedTrial) -> Genome:
+        return row.genome if self._order is None else tuple(row.genome[i] for i in self._order)
+
+    def _row_record(self, row: store_index.IndexedTrial, genome: Genome) -> TrialRecord:
+        return TrialRecord(row.number, genome, row.failed, row.values, row.metrics, row.constraints,
+                           StoredConfig(self._read_config, row.trial_id), row.source, row.error)
+
     def _read_index(self) -> int:
-        before, order, read_config = len(self._by_genome), self._order, self._read_config
+        before = len(self._by_genome)
         with self._engine.connect() as conn, gc_paused():
             for row in store_index.read_since(conn, self._study_id, self._seq, self._keys):
                 self._seq = max(self._seq, row.seq)
                 if row.skip:
                     continue
-                genome = row.genome if order is None else tuple(row.genome[i] for i in order)
+                genome = self._row_genome(row)
                 held = self._by_genome.get(genome)
                 # a genome finished twice (two processes): the first trial is the record, as Optuna's
                 # tables read in trial order; rows come in seq order, which other writers can interleave
                 if held is None or held.number > row.number:
-                    self._by_genome[genome] = TrialRecord(
-                        row.number, genome, row.failed, row.values, row.metrics, row.constraints,
-                        StoredConfig(read_config, row.trial_id), row.source, row.error)
+                    self._by_genome[genome] = self._row_record(row, genome)
         return len(self._by_genome) - before
 
     def _index_row(self, trial_id: int, record: TrialRecord, skip: bool = False) -> dict[str, Any]:
@@ -400,9 +405,7 @@ class Store:
             with self._engine.connect() as conn:
                 row = store_index.row_of_number(conn, self._study_id, number, self._keys)
             if row is not None and not row.skip:
-                genome = row.genome if self._order is None else tuple(row.genome[i] for i in self._order)
-                return TrialRecord(row.number, genome, row.failed, row.values, row.metrics, row.constraints,
-                                   StoredConfig(self._read_config, row.trial_id), row.source, row.error)
+                return self._row_record(row, self._row_genome(row))
             self._open()  # not indexed yet (reconciling decides) or not a record
         return next((r for r in self._by_genome.values() if r.number == number), None)
 
