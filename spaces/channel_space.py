@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ class ChannelSpace(SearchSpace):
         self._order: dict[str, np.ndarray] = {}  # channel indices, least important first
         self._scores: dict[str, np.ndarray] = {}  # the criterion's score per channel (none when recorded/random)
         self._outputs: dict[str, list[tuple[str, list[int], list[int]]]] = {}
+        self._budget_starts: list[tuple[str, Genome]] = []  # see add_budget_starts
         for g in groups:
             counts = kept_counts(g.full, self.ratios, round_to)
             if len(counts) < 2:
@@ -190,6 +191,9 @@ class ChannelSpace(SearchSpace):
                 genome = self.global_allocation(keep)
                 if all(genome != g for _, g in out):
                     out.append((f"global-{keep:g}", genome))
+        for name, genome in self._budget_starts:
+            if all(genome != g for _, g in out):
+                out.append((name, genome))
         deepest = max((u.blocks for u in self.depth_units), default=0)
         for keep in range(deepest - 1, -1, -1):  # depth only: every chain at its first ``keep`` blocks
             depth = tuple(u.choices().index(max(u.minimum, min(keep, u.blocks))) for u in self.depth_units)
@@ -197,6 +201,24 @@ class ChannelSpace(SearchSpace):
             if all(genome != g for _, g in out):
                 out.append((f"depth-{keep}", genome))
         return out
+
+    def add_budget_starts(self, measure: Callable[[Genome], float], bound: float) -> list[tuple[str, Genome]]:
+        """Add to the baselines the uniform and the global allocation that keep the most channels with
+        ``measure(genome) <= bound`` (a FLOPs or params budget); returns those added. The fixed starts
+        land wherever their keep ratios put them: under 50% of yolov8n-digits-sparse's FLOPs the nearest
+        global start within it has 36.7% (keep 40%; keep 50% has 50.07%), bisected it has 49.99%. Torch-
+        Pruning's global LAMP, bisected to that budget, recovered 1.1 points above every searched pick
+        of a search without this start (BENCHMARKS.md). ``measure`` must grow with the channels kept."""
+        makers = [("uniform-budget", self.uniform)]
+        if len(self._scores) == len(self.width_genes):
+            makers.append(("global-budget", self.global_allocation))
+        added = []
+        for name, make in makers:
+            genome = _largest_within(make, measure, bound)
+            if genome is not None and all(genome != g for _, g in self.baselines()):
+                self._budget_starts.append((name, genome))
+                added.append((name, genome))
+        return added
 
     def global_allocation(self, keep: float) -> Genome:
         """Keep the ``keep`` fraction of all channels ranked across groups by LAMP's normalised score
@@ -300,3 +322,25 @@ def prune_kept_channels(model: nn.Module, kept: dict[str, list[int]], example: t
     if getattr(model, "channel_order", None):
         model.channel_order = None  # recorded for the unpruned widths: meaningless once channels are gone
     return model.eval()
+
+
+def _largest_within(make: Callable[[float], Genome], measure: Callable[[Genome], float], bound: float,
+                    steps: int = 14) -> Genome | None:
+    """The genome ``make(x)`` of the largest x in [0, 1] whose measure is within ``bound`` (bisection:
+    ``make`` and ``measure`` both grow with x), or None when even ``make(0)`` breaks it."""
+    cache: dict[Genome, float] = {}
+
+    def fits(genome: Genome) -> bool:
+        if genome not in cache:
+            cache[genome] = measure(genome)
+        return cache[genome] <= bound
+
+    lo, hi = 0.0, 1.0
+    if not fits(make(lo)):
+        return None
+    if fits(make(hi)):
+        return make(hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(make(mid)) else (lo, mid)
+    return make(lo)

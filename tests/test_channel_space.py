@@ -191,3 +191,19 @@ def test_global_baselines_keep_the_channels_that_matter_across_groups() -> None:
     sizes = [sum(space.counts(space.global_allocation(k)).values()) for k in (0.8, 0.6, 0.4)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]  # keeping less keeps fewer
     assert not any(n.startswith("global-") for n in dict(ChannelSpace(model, importance="random").baselines()))
+
+
+def test_budget_starts_are_the_largest_allocations_within_the_budget() -> None:
+    space = ChannelSpace(resnet_like(), example_inputs=torch.zeros(1, 3, 32, 32), round_to=4)
+    params = lambda genome: n_params(space.build(genome))  # noqa: E731
+    kept = lambda genome: sum(space.counts(genome).values())  # noqa: E731
+    bound = 0.55 * params(space.unpruned())
+    added = dict(space.add_budget_starts(params, bound))
+    assert "global-budget" in added and set(added) <= {"uniform-budget", "global-budget"}
+    starts = dict(space.baselines())
+    assert list(starts.items())[-len(added):] == list(added.items())  # they join the starts
+    for make in (space.uniform, space.global_allocation):  # the largest within: a start (added, or one already)
+        within = [g for g in map(make, np.linspace(0, 1, 201)) if params(g) <= bound]
+        largest = max(within, key=kept)
+        assert any(kept(g) == kept(largest) and params(g) <= bound and g in within for g in starts.values())
+    assert space.add_budget_starts(params, 1.0) == []  # even the smallest candidate breaks it: no start

@@ -219,6 +219,19 @@ def test_malformed_yaml_config_gives_one_line(tmp_path: Path, capsys: pytest.Cap
     assert "unknown key(s) objectivs" in capsys.readouterr().err
 
 
+def test_a_flops_budget_adds_starts_bisected_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.runs import open_run
+
+    monkeypatch.chdir(tmp_path)
+    args = [*FAST[:-6], "--importance", "l1", "--population", "6", "--offspring", "6", "--constraint", "flops_g<=0.045"]
+    assert main(["search", *args, "--trials", "16", "--run", "b", "--no-progress"]) == 0
+    records = {r.source: r for r in open_run("results/b").store.records()}
+    budget = records["global-budget"]
+    assert budget.feasible and budget.metrics["flops_g"] <= 0.045
+    fixed = [r.metrics["flops_g"] for name, r in records.items() if name.startswith("global-0") and r.feasible]
+    assert fixed and budget.metrics["flops_g"] > max(fixed)  # closer to the budget than any fixed start
+
+
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     from search.cli import build_parser
     from search.cli_search import settings_from_args

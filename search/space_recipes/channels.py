@@ -38,6 +38,7 @@ class ChannelsRecipe(SpaceRecipe):
         check_val_split(settings, data, imgsz)
         space = build_space(settings, model, data, imgsz)
         check_reachable(space, settings.constraint_list, imgsz)
+        add_budget_starts(space, settings.constraint_list, imgsz)
         order = (f"importance {settings.importance}" if space.order_source != "recorded" else
                  f"channel order recorded by the elastic base; --importance {settings.importance} not used")
         what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, {order}) "
@@ -112,3 +113,14 @@ def check_reachable(space: ChannelSpace, constraints: list[Constraint], imgsz: i
         if smallest[c.name] > c.bound:
             raise ArchpruneError(f"constraint {c} can never be met: the smallest candidate in the space has "
                                  f"{c.name}={smallest[c.name]:.4g} (prune more with a lower --round-to, or relax it)")
+
+
+def add_budget_starts(space: ChannelSpace, constraints: list[Constraint], imgsz: int) -> None:
+    """Under a FLOPs or params budget the search also starts from the uniform and the global
+    allocation bisected to it, as Torch-Pruning's baselines are (see ChannelSpace.add_budget_starts)."""
+    from evaluators.flops import count_flops_params
+
+    for c in constraints:
+        if c.name in ALWAYS and c.op == "<=":
+            space.add_budget_starts(lambda genome, name=c.name: count_flops_params(space.build(genome), imgsz)[name],
+                                    c.bound)
