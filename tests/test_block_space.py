@@ -150,6 +150,25 @@ def test_invalid_genomes_are_rejected_and_repaired(space: BlockSpace) -> None:
             assert fixed == raw
 
 
+def test_cached_decoding_and_metrics_answer_as_fresh_ones(space: BlockSpace) -> None:
+    import pickle
+
+    rng = np.random.default_rng(3)
+    genomes = [space.sample(rng) for _ in range(20)]
+    first = [space.analytic_metrics(g, 320) for g in genomes]
+    first[0]["entropy"] = -1.0  # the caller's copy: the cache keeps its own
+    fresh = pickle.loads(pickle.dumps(space))  # a worker's copy starts without the caches
+    assert not fresh._structures and not fresh._metrics
+    for g, cached in zip(genomes, [space.analytic_metrics(g, 320) for g in genomes]):
+        assert cached == fresh.analytic_metrics(g, 320) and space.structure_of(g) == fresh.structure_of(g)
+    assert space.analytic_metrics(genomes[0], 640) != space.analytic_metrics(genomes[0], 320)  # keyed by size
+    bad = list(space.baselines()[0][1])
+    bad[4], bad[5] = 0, len(space.genes[5].choices) - 1
+    for _ in range(2):  # an illegal genome is refused every time, never cached
+        with pytest.raises(InvalidGenome):
+            space.structure_of(tuple(bad))
+
+
 @pytest.mark.parametrize("options", [{}, {"kernels": (3,), "max_units": 3, "max_layers": 16}])
 def test_mutation_always_gives_a_valid_different_structure(options: dict) -> None:
     space = BlockSpace(nc=3, **options)

@@ -28,7 +28,8 @@ k1kx, k=3, L = 1, 2, 2, 1 and btn = 16, 48, 128, 256, the closest of a grid scan
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections import OrderedDict
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
@@ -77,6 +78,7 @@ class BlockSpace(SearchSpace):
         self.limits = SpaceLimits.around(self.initial, channel_ranges, kernels, max_units, max_layers)
         self.nc, self.names, self.neck_depth, self.mutations, self.neck = nc, names, neck_depth, mutations, neck
         BlockDetector(self.initial, nc, names, neck_depth, neck)  # fail now, not per candidate, on a bad skeleton
+        self._reset_caches()
         self.genes = []
         for i, (lo, hi) in enumerate(self.limits.ranges[1:], start=1):
             widths = tuple(range(lo, hi + 1, DIVISOR))
@@ -128,7 +130,27 @@ class BlockSpace(SearchSpace):
         return self._encode(self.limits.repair(self._decode(genome)))
 
     def structure_of(self, genome: Genome) -> Structure:
-        return self._decode(self.validate(genome))
+        key = tuple(genome)
+        hit = self._structures.get(key)
+        if hit is None:
+            hit = self._decode(self.validate(key))
+            _remember(self._structures, key, hit)
+        return hit
+
+    # A zero-shot trial decodes and validates one genome five times (its mutation, the driver's budget
+    # check, the evaluator, the store) and costs it twice: bounded caches of both halve its time.
+    CACHE_SIZE = 4096
+
+    def _reset_caches(self) -> None:
+        self._structures: OrderedDict[Genome, Structure] = OrderedDict()
+        self._metrics: OrderedDict[Hashable, dict[str, float]] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:  # a pickled space (sent to a worker) travels without its caches
+        return {k: v for k, v in self.__dict__.items() if k not in ("_structures", "_metrics")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_caches()
 
     def genome_of(self, structure: Any) -> Genome:
         blocks = as_blocks(structure)
@@ -145,10 +167,15 @@ class BlockSpace(SearchSpace):
         """The candidate detector's ``flops_g`` and ``params_m``, its backbone's ``backbone_flops_g``,
         ``backbone_params_m`` and ``layers``, and MAE-DET ``entropy``, all without building it (they match
         thop): what a zero-shot search runs on."""
-        structure = self.structure_of(genome)
-        costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth, self.neck)
-        return {**costs, "layers": float(count_layers(structure)),
-                "entropy": analytic_entropy(structure, weights=entropy_weights)}
+        key = (tuple(genome), imgsz, entropy_weights if isinstance(entropy_weights, str) else tuple(entropy_weights))
+        hit = self._metrics.get(key)
+        if hit is None:
+            structure = self.structure_of(genome)
+            costs = detector_flops_params(structure, imgsz or 640, self.nc, self.neck_depth, self.neck)
+            hit = {**costs, "layers": float(count_layers(structure)),
+                   "entropy": analytic_entropy(structure, weights=entropy_weights)}
+            _remember(self._metrics, key, hit)
+        return dict(hit)  # the caller's to change
 
     # -- SearchSpace ----------------------------------------------------------------------------
     def build(self, genome: Genome) -> BlockDetector:
@@ -207,3 +234,10 @@ class BlockSpace(SearchSpace):
         child_a = tuple(y if s else x for x, y, s in zip(a, b, swap))
         child_b = tuple(x if s else y for x, y, s in zip(a, b, swap))
         return self.repair(child_a), self.repair(child_b)
+
+
+def _remember(cache: OrderedDict, key: Hashable, value: Any) -> None:
+    """Insert into a bounded cache, dropping the oldest entry past ``BlockSpace.CACHE_SIZE``."""
+    cache[key] = value
+    if len(cache) > BlockSpace.CACHE_SIZE:
+        cache.popitem(last=False)
