@@ -21,7 +21,7 @@ from search.settings import RunSettings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20000)
-    parser.add_argument("--executor", default="process")
+    parser.add_argument("--executor", default="auto")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         settings = RunSettings(space="blocks", driver="zeroshot", objectives="entropy:max", trials=args.trials,

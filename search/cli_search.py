@@ -51,7 +51,9 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--precision": ("precision", dict(help="fp32 (default), int8 or fp32,int8: int8 also scores every candidate "
                                            "as its statically quantized ONNX (latency_int8_ms, map50_95_int8, ...)")),
     "--int8-calibration": ("int8_calibration", dict(help="INT8 calibration: minmax (default), entropy or percentile")),
-    "--executor": ("executor", dict(help="process (default: a worker killed past --candidate-timeout) or inline")),
+    "--executor": ("executor", dict(help="auto (default: inline when every score is analytic or a table "
+                                            "lookup, else process), process (a worker killed past --candidate-timeout) "
+                                            "or inline")),
     "--candidate-timeout": ("candidate_timeout", dict(help="give up on a candidate after this long (default 10m)")),
     "--workers": ("workers", dict(type=int, help="evaluate N candidates at once in N worker processes (default 1)")),
     "--dask": ("dask", dict(help="evaluate on Dask: local:N (a LocalCluster) or tcp://HOST:8786 (`dask scheduler`)")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from evaluators._base import Evaluator
 from search.drivers import driver_shares_studies
@@ -40,13 +40,16 @@ def file_logger(path: Path) -> Callable[[str], None]:
     return log
 
 
-def _where(settings: RunSettings) -> str:
+def _where(settings: RunSettings, evaluators: list[Evaluator]) -> str:
     if settings.dask:
         pinned = f", latency on workers with resource {settings.latency_resource}" if settings.latency_resource else ""
         return f"on Dask {settings.dask}{pinned}"
     if settings.workers > 1:
         return f"in {settings.workers} worker processes"
-    return "in the search process" if settings.executor == "inline" else "in a worker process"
+    from search.executors import resolve_executor
+
+    inline = resolve_executor(settings.executor, evaluators) == "inline"
+    return "in the search process" if inline else "in a worker process"
 
 
 def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
@@ -82,7 +85,7 @@ def _search_held(settings: RunSettings, space: SearchSpace, evaluators: list[Eva
     log = file_logger(run_dir / "search.log")
     head = (f"run {settings.run_name()}: {settings.driver} over {what}; objectives {settings.objectives}"
             + (f"; constraints {', '.join(settings.constraints)}" if settings.constraints else "")
-            + f"; store {settings.storage_url()}; evaluations {_where(settings)}")
+            + f"; store {settings.storage_url()}; evaluations {_where(settings, evaluators)}")
     say(head)
     log(head)
     options = {"population": settings.population, "offspring": settings.offspring,

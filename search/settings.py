@@ -73,7 +73,8 @@ class RunSettings:
     precision: str = "fp32"
     int8_calibration: str = "minmax"  # or "entropy", "percentile" (onnxruntime's calibrators)
     # execution
-    executor: str = "process"  # "process": a worker killed past candidate_timeout; "inline": in the search process
+    # "auto": inline when no evaluator builds a model, else "process" (a worker killed past candidate_timeout)
+    executor: str = "auto"
     candidate_timeout: str | None = "10m"
     workers: int = 1  # worker processes on this machine (candidates in flight)
     dask: str | None = None  # "local:N" or a scheduler address "tcp://HOST:8786"

@@ -3,7 +3,8 @@
 The two toy modules in tests/plugins/ are registered the way a package registers them: by entry
 points in an installed distribution's metadata (written here into a folder on PYTHONPATH), with no
 edit to archprune. A fresh ``python -m search.cli`` process then searches the toy space on the toy
-score with the default executor (a spawned worker process) and on a local Dask cluster: the
+score in a spawned worker process (``--executor process``: the toy score builds nothing, so the
+default would score it in the search process) and on a local Dask cluster: the
 worker processes find both parts by their import paths, as they would on another machine.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ def archprune(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Complete
                           text=True, timeout=600)
 
 
-@pytest.mark.parametrize("where", [[], ["--dask", "local:1"]], ids=["worker-process", "dask"])
+@pytest.mark.parametrize("where", [["--executor", "process"], ["--dask", "local:1"]], ids=["worker-process", "dask"])
 def test_a_plugin_space_and_evaluator_search_through_the_cli(plugin_env: dict[str, str], tmp_path: Path,
                                                              where: list[str]) -> None:
     done = archprune(plugin_env, tmp_path, "search", "--space", "toy", "--objectives", "toy_score:max,params_m:min",

@@ -258,3 +258,13 @@ def test_optional_space_hooks_have_declared_defaults() -> None:
     genome = space.sample(np.random.default_rng(0))
     assert space.repair(genome) is None
     assert space.analytic_metrics(genome, 32) == {}
+
+
+def test_the_auto_executor_keeps_in_process_only_scores_that_build_nothing() -> None:
+    from evaluators.block_analytic import BlockAnalyticEvaluator
+    from search.executors import resolve_executor
+
+    analytic = BlockAnalyticEvaluator(space=None)
+    assert resolve_executor("auto", [analytic]) == "inline"
+    assert resolve_executor("auto", [analytic, SizeEvaluator()]) == "process"  # one built candidate: a worker
+    assert resolve_executor("process", [analytic]) == "process" and resolve_executor("inline", [SizeEvaluator()]) == "inline"

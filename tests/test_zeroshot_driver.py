@@ -46,9 +46,10 @@ def test_the_zeroshot_driver_also_searches_the_channel_and_nb201_spaces() -> Non
 @pytest.mark.slow
 def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--trials", "200",
-            "--results", str(tmp_path), "--no-progress", "--executor", "inline"]
+            "--results", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
+    assert "evaluations in the search process" in out  # analytic scores: the default executor is inline
     # the YOLOv8n-sized defaults, said out loud: the backbone's FLOPs, the detector's FLOPs and params, layers
     assert "budgets backbone_flops_g<=3.07" in out and "flops_g<=8.8" in out and "layers<=29" in out
     assert main(["pareto", str(tmp_path / "blocks-default"), "--json", "--no-plots"]) == 0
