@@ -45,6 +45,9 @@ class RunSettings:
     # space
     importance: str = "l1"
     round_to: int = 8
+    # channels: the smallest share of a group's channels a candidate keeps. Global LAMP at 50% of
+    # yolov8n-digits-sparse's FLOPs keeps 16-19% of the four deepest 256-wide layers (BENCHMARKS.md)
+    min_keep: float = 0.25
     keep_layers: list[str] = field(default_factory=list)
     depth: bool = False  # channels: also search how many blocks each C2f / C3k2 / C3k chain keeps
     init: str | None = None  # blocks: the initial structure (YAML/JSON); default a YOLOv8n-sized backbone
@@ -171,6 +174,8 @@ class RunSettings:
                      "finetune_steps", "throughput_batch"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 < float(self.min_keep) <= 1:
+            raise ArchpruneError(f"--min-keep {self.min_keep}: give a share of a group's channels in (0, 1], e.g. 0.25")
         problem = image_size_problem(self.imgsz) if self.imgsz is not None else None
         if problem:
             raise ArchpruneError(f"--imgsz: {problem}")

@@ -26,6 +26,12 @@ from spaces.tp_compat import CalibrationLoss, accumulate_gradients, dependency_g
 DEFAULT_RATIOS = tuple(k / 16 for k in range(4, 17))  # keep 25% ... 100% in steps of 1/16
 
 
+def keep_ratios(min_keep: float) -> tuple[float, ...]:
+    """``min_keep``, then every 1/16 above it up to 1 (0.25 gives DEFAULT_RATIOS)."""
+    steps = [k / 16 for k in range(1, 17) if k / 16 > min_keep + 1e-9]
+    return (float(min_keep), *steps) if min_keep < 1 else (1.0,)
+
+
 def kept_counts(full: int, ratios: Iterable[float], round_to: int) -> tuple[int, ...]:
     """Distinct channel counts to keep: each ratio of ``full`` rounded to ``round_to``, at least
     ``round_to`` (or all of a smaller group) and at most ``full``."""

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spaces._base import InvalidGenome
-from spaces.channel_space import ChannelSpace, kept_counts
+from spaces.channel_space import DEFAULT_RATIOS, ChannelSpace, kept_counts, keep_ratios
 from spaces.importances import IMPORTANCES, gradient_importances, needs_gradients
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
@@ -207,3 +207,15 @@ def test_budget_starts_are_the_largest_allocations_within_the_budget() -> None:
         largest = max(within, key=kept)
         assert any(kept(g) == kept(largest) and params(g) <= bound and g in within for g in starts.values())
     assert space.add_budget_starts(params, 1.0) == []  # even the smallest candidate breaks it: no start
+
+
+def test_a_lower_min_keep_offers_the_narrow_groups_a_global_criterion_makes() -> None:
+    assert keep_ratios(0.25) == DEFAULT_RATIOS and keep_ratios(0.1) == (0.1, *(k / 16 for k in range(2, 17)))
+    model = build_model("yolov8n", nc=10)
+    narrow = ChannelSpace(model, example_inputs=torch.zeros(1, 3, 64, 64), ratios=keep_ratios(1 / 16))
+    default = ChannelSpace(model, example_inputs=torch.zeros(1, 3, 64, 64))
+    wide = {g.name: g for g in narrow.genes}
+    for gene in default.genes:  # the same groups; every old choice is still one, and a 256-wide group goes to 16
+        assert set(gene.choices) <= set(wide[gene.name].choices)
+    assert min(c for g in narrow.genes if g.choices[-1] == 256 for c in g.choices) == 16
+    assert min(c for g in default.genes if g.choices[-1] == 256 for c in g.choices) == 64

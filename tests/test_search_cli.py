@@ -176,6 +176,7 @@ BAD_INPUTS = {
     "objective typo": (["--objectives", "latncy_ms:min"], "did you mean 'latency_ms'"),
     "missing dataset": (["--data", "missing/data.yaml", "--objectives", "map50_95:max"], "missing/data.yaml"),
     "impossible constraint": (["--constraint", "flops_g<=0.00001"], "can never be met"),
+    "min-keep of nothing": (["--min-keep", "0"], "give a share of a group's channels in (0, 1]"),
     "out-of-range constraint": (["--constraint", "map50_95>=1.5"], "can never be met"),
     "malformed constraint": (["--constraint", "latency_ms<20"], "is not 'name<=value'"),
     "unreachable storage": (["--storage", "sqlite:////nonexistent-dir/x/study.db"], "cannot open storage"),

@@ -78,7 +78,7 @@ def load_inputs(settings: RunSettings) -> tuple[Any, Any, int]:
 
 
 def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz: int) -> ChannelSpace:
-    from spaces.channel_space import ChannelSpace
+    from spaces.channel_space import ChannelSpace, keep_ratios
     from spaces.importances import needs_gradients
 
     calibration = None
@@ -87,6 +87,7 @@ def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz:
 
         calibration = detection_calibration_loss(data, imgsz)
     return ChannelSpace(model, importance=settings.importance, round_to=settings.round_to,
+                        ratios=keep_ratios(settings.min_keep),
                         keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration,
                         depth=settings.depth)
 
