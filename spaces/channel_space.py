@@ -221,10 +221,28 @@ class ChannelSpace(SearchSpace):
         added = []
         for name, make in makers:
             genome = _largest_within(make, measure, bound)
-            if genome is not None and all(genome != g for _, g in self.baselines()):
-                self._budget_starts.append((name, genome))
+            if genome is not None and self.add_start(name, genome):
                 added.append((name, genome))
         return added
+
+    def add_start(self, name: str, genome: Genome) -> bool:
+        """``genome`` joins the baselines as ``name`` unless one of them is it already."""
+        genome = self.validate(genome)
+        if any(genome == g for _, g in self.baselines()):
+            return False
+        self._budget_starts.append((name, genome))
+        return True
+
+    def genome_of_widths(self, pruned: nn.Module) -> Genome:
+        """The genome nearest a model pruned from this space's base by other means (Torch-Pruning's
+        own pruners): each group's kept count is its root layer's width in ``pruned``, at the nearest
+        choice (the channels kept are then the space's, by its importance order); blocks all kept."""
+        genome = []
+        for gene in self.width_genes:
+            layer = pruned.get_submodule(gene.name)  # a group is named after its root conv / linear
+            count = getattr(layer, "out_channels", None) or layer.out_features
+            genome.append(int(np.argmin([abs(c - count) for c in gene.choices])))
+        return tuple(genome) + self._full_depth()
 
     def global_allocation(self, keep: float) -> Genome:
         """Keep the ``keep`` fraction of all channels ranked across groups by LAMP's normalised score

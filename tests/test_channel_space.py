@@ -209,6 +209,15 @@ def test_budget_starts_are_the_largest_allocations_within_the_budget() -> None:
     assert space.add_budget_starts(params, 1.0) == []  # even the smallest candidate breaks it: no start
 
 
+@pytest.mark.parametrize("name", ["yolov8n", "resnet"])
+def test_a_pruned_model_maps_back_to_its_genome(name: str) -> None:
+    make, shape = MODELS[name]
+    space = ChannelSpace(make(), example_inputs=torch.zeros(*shape))
+    rng = np.random.default_rng(0)
+    for genome in [space.sample(rng) for _ in range(3)] + [space.uniform(0.5)]:
+        assert space.genome_of_widths(space.build(genome)) == genome  # widths alone name the genome
+
+
 def test_a_lower_min_keep_offers_the_narrow_groups_a_global_criterion_makes() -> None:
     assert keep_ratios(0.25) == DEFAULT_RATIOS and keep_ratios(0.1) == (0.1, *(k / 16 for k in range(2, 17)))
     model = build_model("yolov8n", nc=10)

@@ -233,6 +233,23 @@ def test_a_flops_budget_adds_starts_bisected_to_it(tmp_path: Path, monkeypatch: 
     assert fixed and budget.metrics["flops_g"] > max(fixed)  # closer to the budget than any fixed start
 
 
+def test_a_flops_budget_starts_from_torch_prunings_global_lamp_at_it() -> None:
+    from evaluators.flops import count_flops_params
+    from search.baseline_pruning import prune_to_flops
+    from search.space_recipes.channels import LAMP_SHRINKS, add_lamp_start
+    from spaces.channel_space import ChannelSpace
+    from spaces.models import build_model
+
+    space = ChannelSpace(build_model("yolov8n", nc=10), importance="l1")
+    flops = lambda genome: count_flops_params(space.build(genome), 64)["flops_g"]  # noqa: E731
+    bound = 0.5 * flops(space.unpruned())
+    genome = add_lamp_start(space, flops, bound, 64)
+    assert genome is not None and flops(genome) <= bound and genome in dict(space.baselines()).values()
+    lamp = [space.genome_of_widths(prune_to_flops(space.base, 64, 0.5 * s, importance="lamp", global_pruning=True)[0])
+            for s in LAMP_SHRINKS]
+    assert genome == next(g for g in lamp if flops(g) <= bound)  # the largest LAMP prune the space can hold
+
+
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     from search.cli import build_parser
     from search.cli_search import settings_from_args

@@ -118,10 +118,39 @@ def check_reachable(space: ChannelSpace, constraints: list[Constraint], imgsz: i
 
 def add_budget_starts(space: ChannelSpace, constraints: list[Constraint], imgsz: int) -> None:
     """Under a FLOPs or params budget the search also starts from the uniform and the global
-    allocation bisected to it, as Torch-Pruning's baselines are (see ChannelSpace.add_budget_starts)."""
+    allocation bisected to it (see ChannelSpace.add_budget_starts), and under a FLOPs budget from
+    Torch-Pruning's own global LAMP pruned to it: the baseline that out-recovered every searched pick
+    (BENCHMARKS.md), so a search begins where that baseline ends."""
     from evaluators.flops import count_flops_params
 
     for c in constraints:
         if c.name in ALWAYS and c.op == "<=":
-            space.add_budget_starts(lambda genome, name=c.name: count_flops_params(space.build(genome), imgsz)[name],
-                                    c.bound)
+            measure = lambda genome, name=c.name: count_flops_params(space.build(genome), imgsz)[name]  # noqa: E731
+            space.add_budget_starts(measure, c.bound)
+            if c.name == "flops_g":
+                add_lamp_start(space, measure, c.bound, imgsz)
+
+
+LAMP_SHRINKS = (1.0, 0.98, 0.96, 0.94)  # of the budget, when the space's rounding takes LAMP's widths over it
+
+
+def add_lamp_start(space: ChannelSpace, measure: Callable[[tuple[int, ...]], float], bound: float,
+                   imgsz: int) -> tuple[int, ...] | None:
+    """Torch-Pruning's global LAMP bisected to ``bound`` GFLOPs as the nearest genome of the space
+    (a little under the budget when the space's rounding would take it over); the genome, now among
+    the starts (already one, or added as ``lamp-budget``), or None when none fits."""
+    from search.baseline_pruning import prune_to_flops
+
+    ratio = bound / measure(space.unpruned())
+    for shrink in LAMP_SHRINKS:
+        if not 0 < ratio * shrink < 1:
+            return None
+        try:
+            pruned, _ = prune_to_flops(space.base, imgsz, ratio * shrink, importance="lamp", global_pruning=True)
+        except ArchpruneError:  # the budget is out of LAMP's reach: the other starts remain
+            return None
+        genome = space.genome_of_widths(pruned)
+        if measure(genome) <= bound:
+            space.add_start("lamp-budget", genome)
+            return genome
+    return None
