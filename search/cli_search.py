@@ -34,7 +34,10 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--importance": ("importance", dict(help="l1 (default), l2, lamp, bn_scale, fpgm, random, taylor, hessian")),
     "--round-to": ("round_to", dict(type=int, help="kept channel counts are multiples of this (default 8)")),
     "--min-keep": ("min_keep", dict(type=float, help="smallest share of a channel group a candidate keeps, in "
-                                                     "steps of 1/16 up to all (default 0.25)")),
+                                                     "steps of 1/--width-steps up to all (default 0.25)")),
+    "--width-steps": ("width_steps", dict(type=int, help="channel counts a group may keep: every 1/N of it above "
+                                                         "--min-keep (default 16; 32 with --round-to 8 offers "
+                                                         "every multiple of 8 up to 256)")),
     "--keep-layers": ("keep_layers", dict(help="comma-separated module names never pruned")),
     "--population": ("population", dict(type=int, help="NSGA-II parents μ, also optuna-nsga2's (default 16); zeroshot's population (256)")),
     "--offspring": ("offspring", dict(type=int, help="NSGA-II children per generation λ (default 16); zeroshot's per step (64)")),

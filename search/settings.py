@@ -48,6 +48,10 @@ class RunSettings:
     # channels: the smallest share of a group's channels a candidate keeps. Global LAMP at 50% of
     # yolov8n-digits-sparse's FLOPs keeps 16-19% of the four deepest 256-wide layers (BENCHMARKS.md)
     min_keep: float = 0.25
+    # channels: the counts a group may keep are min_keep, then every 1/width_steps of it; 32 with
+    # --round-to 8 offers every multiple of 8 up to 256 channels, so a Torch-Pruning allocation rounded
+    # to 8 is a genome exactly (the 1/16 grid lost LAMP 2% of the FLOPs budget, BENCHMARKS.md)
+    width_steps: int = 16
     keep_layers: list[str] = field(default_factory=list)
     depth: bool = False  # channels: also search how many blocks each C2f / C3k2 / C3k chain keeps
     init: str | None = None  # blocks: the initial structure (YAML/JSON); default a YOLOv8n-sized backbone
@@ -171,7 +175,7 @@ class RunSettings:
         if self.workers > 1 and self.dask:
             raise ArchpruneError("--workers and --dask both set the parallelism: give one (--dask local:N for N local workers)")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
-                     "finetune_steps", "throughput_batch"):
+                     "finetune_steps", "throughput_batch", "width_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ArchpruneError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 < float(self.min_keep) <= 1:

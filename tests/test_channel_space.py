@@ -94,6 +94,28 @@ def test_mutation_and_crossover_stay_inside_the_space(case) -> None:
     assert space.mutate(a, rng, rate=1.0) != a
 
 
+def test_mutation_steps_a_gene_to_a_neighbouring_count(case) -> None:
+    """Channel counts are ordered: a mutated gene moves one or two choices, both ways, and never
+    jumps across the range (which from a good allocation mostly lands on a broken one)."""
+    _, _, space, _ = case
+    rng = np.random.default_rng(4)
+    parent = space.uniform(0.5)
+    steps: set[int] = set()
+    for _ in range(40):
+        child = space.mutate(parent, rng, rate=1.0)
+        moved = [c - p for c, p, gene in zip(child, parent, space.genes) if len(gene.choices) > 1]
+        assert all(1 <= abs(d) <= 2 for d in moved)
+        steps.update(moved)
+    assert {-1, 1} <= steps and steps & {-2, 2}
+    top = space.unpruned()  # at the top of every gene a mutation can only go down
+    assert all(c < t for c, t, gene in zip(space.mutate(top, rng, rate=1.0), top, space.genes) if len(gene.choices) > 1)
+
+
+def test_keep_ratios_take_a_finer_grid() -> None:
+    assert keep_ratios(0.25) == DEFAULT_RATIOS
+    assert keep_ratios(0.0625, steps=32) == (0.0625, *(k / 32 for k in range(3, 33)))
+
+
 def test_residual_adds_share_one_gene() -> None:
     model = build_model("yolov8n", nc=10)
     space = ChannelSpace(model)

@@ -177,6 +177,7 @@ BAD_INPUTS = {
     "missing dataset": (["--data", "missing/data.yaml", "--objectives", "map50_95:max"], "missing/data.yaml"),
     "impossible constraint": (["--constraint", "flops_g<=0.00001"], "can never be met"),
     "min-keep of nothing": (["--min-keep", "0"], "give a share of a group's channels in (0, 1]"),
+    "width grid of no steps": (["--width-steps", "0"], "width-steps must be at least 1"),
     "out-of-range constraint": (["--constraint", "map50_95>=1.5"], "can never be met"),
     "malformed constraint": (["--constraint", "latency_ms<20"], "is not 'name<=value'"),
     "unreachable storage": (["--storage", "sqlite:////nonexistent-dir/x/study.db"], "cannot open storage"),
@@ -245,9 +246,28 @@ def test_a_flops_budget_starts_from_torch_prunings_global_lamp_at_it() -> None:
     bound = 0.5 * flops(space.unpruned())
     genome = add_lamp_start(space, flops, bound, 64)
     assert genome is not None and flops(genome) <= bound and genome in dict(space.baselines()).values()
-    lamp = [space.genome_of_widths(prune_to_flops(space.base, 64, 0.5 * s, importance="lamp", global_pruning=True)[0])
-            for s in LAMP_SHRINKS]
+    lamp = [space.genome_of_widths(prune_to_flops(space.base, 64, 0.5 * s, importance="lamp", global_pruning=True,
+                                                  round_to=space.round_to)[0]) for s in LAMP_SHRINKS]
     assert genome == next(g for g in lamp if flops(g) <= bound)  # the largest LAMP prune the space can hold
+
+
+def test_a_lamp_ordered_space_on_a_fine_grid_starts_from_torch_prunings_own_lamp_model() -> None:
+    """With --importance lamp and every multiple of --round-to a choice (--width-steps 32 up to 256
+    channels), the start is not an approximation: it is Torch-Pruning's pruned model, weight for weight."""
+    from evaluators.flops import count_flops_params
+    from search.baseline_pruning import prune_to_flops
+    from search.space_recipes.channels import add_lamp_start
+    from spaces.channel_space import ChannelSpace, keep_ratios
+    from spaces.models import build_model
+
+    space = ChannelSpace(build_model("yolov8n", nc=10), importance="lamp", ratios=keep_ratios(0.0625, 32))
+    flops = lambda genome: count_flops_params(space.build(genome), 64)["flops_g"]  # noqa: E731
+    bound = 0.6 * flops(space.unpruned())
+    genome = add_lamp_start(space, flops, bound, 64)
+    lamp, _ = prune_to_flops(space.base, 64, 0.6, importance="lamp", global_pruning=True, round_to=space.round_to)
+    assert genome is not None and flops(genome) <= bound
+    ours, theirs = space.build(genome).state_dict(), lamp.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:

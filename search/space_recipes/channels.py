@@ -87,7 +87,7 @@ def build_space(settings: RunSettings, model: torch.nn.Module, data: Any, imgsz:
 
         calibration = detection_calibration_loss(data, imgsz)
     return ChannelSpace(model, importance=settings.importance, round_to=settings.round_to,
-                        ratios=keep_ratios(settings.min_keep),
+                        ratios=keep_ratios(settings.min_keep, settings.width_steps),
                         keep_layers=settings.keep_layers, seed=settings.seed, calibration_loss=calibration,
                         depth=settings.depth)
 
@@ -146,7 +146,8 @@ def add_lamp_start(space: ChannelSpace, measure: Callable[[tuple[int, ...]], flo
         if not 0 < ratio * shrink < 1:
             return None
         try:
-            pruned, _ = prune_to_flops(space.base, imgsz, ratio * shrink, importance="lamp", global_pruning=True)
+            pruned, _ = prune_to_flops(space.base, imgsz, ratio * shrink, importance="lamp", global_pruning=True,
+                                       round_to=space.round_to)
         except ArchpruneError:  # the budget is out of LAMP's reach: the other starts remain
             return None
         genome = space.genome_of_widths(pruned)
