@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # the CLI lists evaluators and metrics without importing torch
+    from torch import nn
 
 
 @dataclass

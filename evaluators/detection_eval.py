@@ -12,7 +12,8 @@ from tqdm import tqdm
 from evaluators.coco_metrics import DetectionMetrics
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
 from evaluators.image_size import image_size_problem
-from evaluators.postprocess import DEFAULT_EVAL_NMS, check_nms_rule, non_max_suppression, scale_boxes_to_original
+from evaluators.choice_names import DEFAULT_EVAL_NMS
+from evaluators.postprocess import check_nms_rule, non_max_suppression, scale_boxes_to_original
 from spaces.errors import ArchpruneError
 
 DEFAULT_IMGSZ = 640  # for a model that records no training size (see DESIGN.md conventions)

@@ -13,16 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from evaluators.choice_names import NMS_RULES
 from spaces.errors import ArchpruneError
 
 # Ultralytics' max box width/height; boxes of class c are shifted by c * MAX_WH so that
 # boxes of different classes never overlap during one class-agnostic NMS pass.
 MAX_WH = 7680
 
-# The label rules of evaluation. The default is Ultralytics' validator's, so that our mAP is the
-# one `yolo val` prints; single-label is the rule a deployed model's predict() uses.
-NMS_RULES = ("multi-label", "single-label")
-DEFAULT_EVAL_NMS = "multi-label"
 
 
 def check_nms_rule(rule: str) -> bool:

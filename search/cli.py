@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from evaluators.postprocess import DEFAULT_EVAL_NMS, NMS_RULES
+from evaluators.choice_names import DEFAULT_EVAL_NMS, NMS_RULES
 from search.cli_latency import add_latency_parser
 from search.cli_latency_table import add_latency_table_parser
 from search.cli_search import add_bench_parser, add_search_parsers

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from evaluators.runtimes import RUNTIMES
+from evaluators.choice_names import RUNTIME_NAMES
 from search.cli_types import image_size, positive_int
 
 
@@ -12,7 +12,7 @@ def add_latency_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="a model's latency percentiles, throughput, memory, size and load time")
     p.add_argument("--model", required=True, help="model name, checkpoint, exported pruned.pt or structure YAML")
     p.add_argument("--imgsz", type=image_size, default=None, help="input size (default: the checkpoint's, else 640)")
-    p.add_argument("--runtime", choices=list(RUNTIMES), default="ort", help="ort (default), openvino or torch")
+    p.add_argument("--runtime", choices=list(RUNTIME_NAMES), default="ort", help="ort (default), openvino or torch")
     p.add_argument("--threads", type=positive_int, default=None, help="inference threads: the target's (default 1)")
     p.add_argument("--runs", type=positive_int, default=100, help="timed batch-1 runs (default 100: p99 needs 100)")
     p.add_argument("--warmup", type=positive_int, default=10, help="untimed runs first (default 10)")

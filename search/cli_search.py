@@ -120,7 +120,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--population", type=positive_int, default=None, help="NSGA-II μ (default: the driver's)")
     d.add_argument("--offspring", type=positive_int, default=None, help="NSGA-II λ (default: the driver's)")
     d.add_argument("--json", action="store_true", help="print one JSON object keyed by driver, then budget")
-    from search.proxy_benchmark import add_proxies_parser
+    from search.cli_bench_proxies import add_proxies_parser
 
     add_proxies_parser(which)
     d.set_defaults(func=_cmd_bench_drivers)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:  # genomes and genes are read without torch (the CLI, the store)
+    from torch import nn
 
 Genome = tuple[int, ...]
 

@@ -36,6 +36,24 @@ def test_console_script_is_installed_and_evaluates_a_checkpoint() -> None:
     assert result["images_per_s"] > 0
 
 
+def test_the_command_line_is_built_without_importing_torch() -> None:
+    """Every command's parser and its help come up without torch (~2-3 s of a 5 s `--help` before):
+    the choices they offer live in torch-free modules (evaluators.choice_names), and a command imports
+    what it runs only when it runs."""
+    code = ("import sys, search.cli; search.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'torch_pruning', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_python_entry_point_is_still_search_search() -> None:
+    from search import SearchResult, search
+    from search.runner import SearchResult as runner_result, search as runner_search
+
+    assert search is runner_search and SearchResult is runner_result
+
+
 def test_eval_prints_a_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "eval", "--model", "yolo11n", "--data", str(shared_path("coco8", "coco8.yaml")),
                            "--imgsz", "64")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import search.proxy_benchmark as pb
+from search.cli_bench_proxies import add_proxies_parser
 from spaces.errors import ArchpruneError
 from tests.conftest import shared_path
 
@@ -117,7 +118,7 @@ def test_cli_json(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ARCHPRUNE_CACHE", str(tmp_path))
     parser = argparse.ArgumentParser()
-    pb.add_proxies_parser(parser.add_subparsers(dest="bench"))
+    add_proxies_parser(parser.add_subparsers(dest="bench"))
     args = parser.parse_args(["proxies", "--table", str(table), "--accuracy", ACC, "--samples", "12",
                               "--scores", "params_m", "--json"])
     assert args.func(args) == 0

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from evaluators.choice_names import RUNTIME_NAMES
 from evaluators.latency_harness import harness
 from evaluators.runtimes import RUNTIMES, make_runtime, scratch_folder
 from search.cli import main
@@ -36,7 +37,11 @@ def test_openvino_computes_what_onnxruntime_computes_for_a_pruned_candidate() ->
     np.testing.assert_allclose(eager, expected, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_the_command_line_offers_every_runtime() -> None:
+    assert tuple(RUNTIMES) == RUNTIME_NAMES, "name a new runtime in evaluators.choice_names.RUNTIME_NAMES"
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)  # every runtime `archprune latency --runtime` offers
 def test_the_harness_gives_every_metric_positive_and_consistent(runtime: str) -> None:
     model = _pruned()
     result = harness(model, 32, runtime, threads=1, runs=100, warmup=3, throughput_batch=4)
