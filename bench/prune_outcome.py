@@ -12,7 +12,8 @@ At each FLOPs budget (``--budgets 0.7,0.5``: fractions of the plain base's FLOPs
   as the seeds' pipeline would;
 - ``reranked-BASE`` (``--rerank-bases``, default plain and sparse): the same search re-ranked, as a
   user with an hour more would pick. Its ``--rerank-top`` (5) feasible trials with the best proxy
-  mAP are each scored by the finetune proxy (200 steps, then the proxy's val images), and the best
+  mAP are each scored by the finetune proxy (200 steps, then the proxy's val images), or with
+  ``--rerank-epochs E`` by the recovery cut to E epochs (then the proxy's val images), and the best
   of them is the pick. (Added when the first table showed the adaptive-BN pick under-using the
   budget and losing to LAMP after recovery at 70%: near the unpruned model, adaptive BN ranks
   candidates no better than their FLOPs.)
@@ -48,7 +49,7 @@ from typing import Any
 
 from torch import nn
 
-from _recovery import (BASE, Progress, Recovery, add_recovery_args, archprune, base_training_epochs, check_bases,
+from _recovery import (BASE, PROXY_IMAGES, Progress, Recovery, add_recovery_args, archprune, base_training_epochs, check_bases,
                        check_settings, epochs_done, eval_convention, held_out_map, is_current, md_table, num,
                        parse_mapping, read_current, read_json, recover, recovery_from_args, run_search,
                        training_seconds, write_json)
@@ -126,9 +127,28 @@ def searched_pick(row: Path, base: str, source: str, bound: float, recovery: Rec
                     search_proxy=best.metrics["map50_95"], proxy=args.proxy, checkpoint=str(row / "export" / "pruned.pt"))
 
 
+def short_recovery_score(folder: Path, recovery: Recovery, epochs: int) -> dict[str, float]:
+    """``folder/pruned.pt`` after the recovery recipe shortened to ``epochs`` (resumable), scored on the
+    proxy's val images 0..199: never on the truth's, so choosing by it leaks nothing into the table."""
+    from evaluators.detection_eval import evaluate_detector
+    from spaces.models import load_model
+
+    run = folder / f"short-recovery-{epochs}"
+    if epochs_done(run) < epochs:
+        recover(folder / "pruned.pt", run, recovery, epochs=epochs, log=lambda line: print("    " + line, flush=True))
+    result = evaluate_detector(load_model(run / "last.pt"), recovery.data, imgsz=recovery.imgsz, split="val",
+                               max_images=PROXY_IMAGES)
+    return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]),
+            "seconds": training_seconds(run)}
+
+
 def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Namespace, searches: Path) -> dict[str, Any]:
-    """The top ``--rerank-top`` feasible trials of the budget's search by the adaptive-BN proxy, each
-    scored by the finetune proxy on the proxy's images (stored one by one: resumable); the best."""
+    """The top ``--rerank-top`` feasible trials of the budget's search by its own proxy, each scored
+    again on the proxy's images by a slower judge (stored one by one: resumable); the best.
+
+    The judge is the 200-step finetune proxy, or with ``--rerank-epochs E`` the recovery itself cut
+    to E epochs (distilled, same seed). Added when the 200-step proxy, searching from Torch-Pruning's
+    LAMP model at 70% FLOPs, preferred a start that recovered 0.33 points under LAMP itself."""
     from evaluators._base import Candidate
     from evaluators.proxy_finetune import FinetuneMapEvaluator
     from search.runs import open_run
@@ -138,7 +158,14 @@ def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Names
     handle = open_run(str(run))
     feasible = [r for r in handle.store.records() if r.feasible and "map50_95" in r.metrics]
     top = sorted(feasible, key=lambda r: (-r.metrics["map50_95"], r.number))[:args.rerank_top]
-    scores = read_json(row / "rerank.json") or {}
+    judge = f"{args.rerank_epochs}-epoch recovery" if args.rerank_epochs else "finetune proxy"
+    stored = read_json(row / "rerank.json") or {"judge": judge, "scores": {}}
+    if "judge" not in stored:  # written before --rerank-epochs: a flat trial -> score mapping
+        stored = {"judge": "finetune proxy", "scores": stored}
+    if stored["judge"] != judge:
+        raise SystemExit(f"{row} was re-ranked by the {stored['judge']}, not the {judge}; rerun with that "
+                         "--rerank-epochs or pass another --out")
+    scores = stored["scores"]
     evaluator = None
     for record in top:
         key = str(record.number)
@@ -147,20 +174,24 @@ def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Names
             continue
         if not (folder / "pruned.pt").exists():
             archprune("export", str(run), "--trial", key, "--out", str(folder))
-        evaluator = evaluator or FinetuneMapEvaluator(recovery.data, recovery.imgsz, seed=recovery.seed)
         t0 = time.perf_counter()
-        scores[key] = {**evaluator.evaluate(Candidate(load_model(folder / "pruned.pt"), imgsz=recovery.imgsz)),
-                       "abn": record.metrics["map50_95"], "flops_g": record.metrics["flops_g"],
-                       "seconds": time.perf_counter() - t0}
-        write_json(row / "rerank.json", scores)
-        print(f"  rerank {row.parent.name} {base} trial {key}: adaptive BN {record.metrics['map50_95']:.4f}, "
-              f"finetune proxy {scores[key]['map50_95']:.4f} ({scores[key]['flops_g']:.3f} GFLOPs)", flush=True)
+        if args.rerank_epochs:
+            score = short_recovery_score(folder, recovery, args.rerank_epochs)
+        else:
+            evaluator = evaluator or FinetuneMapEvaluator(recovery.data, recovery.imgsz, seed=recovery.seed)
+            score = evaluator.evaluate(Candidate(load_model(folder / "pruned.pt"), imgsz=recovery.imgsz))
+        scores[key] = {"seconds": time.perf_counter() - t0, **score, "search_proxy": record.metrics["map50_95"],
+                       "flops_g": record.metrics["flops_g"], "source": record.source}
+        write_json(row / "rerank.json", {"judge": judge, "scores": scores})
+        print(f"  rerank {row.parent.name} {base} trial {key} ({record.source}): search proxy "
+              f"{record.metrics['map50_95']:.4f}, {judge} {scores[key]['map50_95']:.4f} "
+              f"({scores[key]['flops_g']:.3f} GFLOPs)", flush=True)
     best = max(top, key=lambda r: (scores[str(r.number)]["map50_95"], r.metrics["flops_g"], -r.number))
     checkpoint = row / "candidates" / f"trial-{best.number}" / "pruned.pt"
     return describe(load_model(checkpoint), recovery,
-                    f"{run.name} trial {best.number} ({best.source}), best finetune proxy of the top {len(top)}",
+                    f"{run.name} trial {best.number} ({best.source}), best {judge} of the top {len(top)}",
                     trial=best.number, search_proxy=best.metrics["map50_95"],
-                    rerank_proxy=scores[str(best.number)]["map50_95"], checkpoint=str(checkpoint))
+                    rerank_proxy=scores[str(best.number)]["map50_95"], rerank_judge=judge, checkpoint=str(checkpoint))
 
 
 def iterative_recipe(row: Path, source: str, ratio: float, steps: int, importance: str, recovery: Recovery,
@@ -245,6 +276,8 @@ def main() -> None:
     parser.add_argument("--rerank-bases", default="plain,sparse", help="bases whose search pick is also re-ranked "
                         "by the finetune proxy (those given; '' for none)")
     parser.add_argument("--rerank-top", type=int, default=5, help="feasible trials the re-ranking scores (default 5)")
+    parser.add_argument("--rerank-epochs", type=int, default=0, help="judge the re-ranked trials by the recovery "
+                        "cut to this many epochs, on the proxy's images (default 0: the 200-step finetune proxy)")
     parser.add_argument("--iterative-importance", default="l2", help="iterative recipe's criterion (Torch-Pruning's "
                         "YOLOv8 example: L2 group magnitude)")
     parser.add_argument("--trials", type=int, default=200, help="trials of each pick's search (default 200)")
@@ -327,7 +360,8 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
                          "rerank": n * len(reranked)},
                         {"prune": 30, "search": 5.0 * args.trials, "recovery": 75.0 * recovery.epochs,
                          "recovery-step": 75.0 * recovery.epochs / args.steps, "final": 20,
-                         "rerank": 400.0 * args.rerank_top + 75.0 * recovery.epochs})
+                         "rerank": (75.0 * args.rerank_epochs if args.rerank_epochs else 400.0) * args.rerank_top
+                                   + 75.0 * recovery.epochs})
 
     # models first, cheapest kind first (minutes): the before-recovery columns and latency fill in early
     for kind_order in (("l1", "lamp"), ("searched",)):
