@@ -180,8 +180,10 @@ def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Names
         else:
             evaluator = evaluator or FinetuneMapEvaluator(recovery.data, recovery.imgsz, seed=recovery.seed)
             score = evaluator.evaluate(Candidate(load_model(folder / "pruned.pt"), imgsz=recovery.imgsz))
-        scores[key] = {"seconds": time.perf_counter() - t0, **score, "search_proxy": record.metrics["map50_95"],
-                       "flops_g": record.metrics["flops_g"], "source": record.source}
+        # a short recovery reports its training seconds (all epochs, even across a resume); else the wall time
+        scores[key] = {**score, "seconds": score.get("seconds", time.perf_counter() - t0),
+                       "search_proxy": record.metrics["map50_95"], "flops_g": record.metrics["flops_g"],
+                       "source": record.source}
         write_json(row / "rerank.json", {"judge": judge, "scores": scores})
         print(f"  rerank {row.parent.name} {base} trial {key} ({record.source}): search proxy "
               f"{record.metrics['map50_95']:.4f}, {judge} {scores[key]['map50_95']:.4f} "
@@ -274,7 +276,7 @@ def main() -> None:
     parser.add_argument("--iterative-bases", default="plain", help="bases the iterative recipe prunes")
     parser.add_argument("--steps", type=int, default=5, help="iterative prune steps (divides --epochs; default 5)")
     parser.add_argument("--rerank-bases", default="plain,sparse", help="bases whose search pick is also re-ranked "
-                        "by the finetune proxy (those given; '' for none)")
+                        "(by the finetune proxy or --rerank-epochs; those given; '' for none)")
     parser.add_argument("--rerank-top", type=int, default=5, help="feasible trials the re-ranking scores (default 5)")
     parser.add_argument("--rerank-epochs", type=int, default=0, help="judge the re-ranked trials by the recovery "
                         "cut to this many epochs, on the proxy's images (default 0: the 200-step finetune proxy)")
