@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from evaluators.registry import metric_table, metrics_of
 from spaces.errors import ArchpruneError, did_you_mean
@@ -19,8 +19,12 @@ def known_metrics() -> list[str]:
     return list(metric_table())
 
 
-def metric_unit(name: str) -> str:
-    """The unit axes and tables show for ``name`` ("" for scores and for a table's own columns)."""
+def metric_unit(name: str, stored: Mapping[str, str] | None = None) -> str:
+    """The unit axes and tables show for ``name`` ("" for scores and for a table's own columns):
+    from ``stored`` (what a run's evaluators declared, kept in its store) when it has the name, else
+    from the registry, whose import loads every evaluator and with them torch (~2 s `pareto` need not pay)."""
+    if stored is not None and name in stored:
+        return stored[name]
     metric = metric_table().get(name)
     return metric.unit if metric else ""
 
@@ -75,7 +79,7 @@ def parse_objectives(spec: str | Iterable[str], known: Iterable[str] | None = No
     for item in items:
         name, sep, direction = item.partition(":")
         name = check_metric(name.strip(), known)
-        declared = metric_table().get(name)
+        declared = None if sep else metric_table().get(name)  # a stored objective has its direction
         direction = direction.strip() if sep else (declared.direction if declared else "")
         if direction not in ("min", "max"):
             raise ArchpruneError(f"objective {item!r}: give a direction, {name}:min or {name}:max")

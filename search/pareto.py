@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import moocore
 import numpy as np
 
-from search.objectives import Objective
+from search.objectives import Objective, metric_unit
 from search.store import TrialRecord
 from spaces.errors import ArchpruneError
 
@@ -29,6 +29,10 @@ class ParetoFront:
     hypervolume: float | None
     knee: TrialRecord | None
     failed: list[TrialRecord] = field(default_factory=list)  # trials whose evaluation raised
+    units: Mapping[str, str] | None = None  # metric -> unit as the run stored them (None: ask the registry)
+
+    def unit(self, name: str) -> str:
+        return metric_unit(name, self.units)
 
     def failure_reasons(self) -> dict[str, int]:
         """How many trials failed for each reason (the first line of the error), most common first."""
@@ -89,7 +93,7 @@ def knee_point(front: Sequence[TrialRecord], objectives: Sequence[Objective]) ->
 
 
 def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective],
-                 reference: Sequence[float] | None = None) -> ParetoFront:
+                 reference: Sequence[float] | None = None, units: Mapping[str, str] | None = None) -> ParetoFront:
     feasible = [r for r in records if r.feasible]
     front = non_dominated(feasible, objectives)
     if reference is not None and len(reference) != len(objectives):
@@ -101,4 +105,4 @@ def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective]
         volume = None
     return ParetoFront(objectives=list(objectives), front=front, feasible=feasible, n_trials=len(records),
                        reference_point=ref, hypervolume=volume, knee=knee_point(front, objectives),
-                       failed=[r for r in records if r.failed])
+                       failed=[r for r in records if r.failed], units=units)

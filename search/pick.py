@@ -86,8 +86,8 @@ class Pick:
                 "max_drop_line": self.line, "pick_reference": ref, "pick_note": self.note}
 
 
-def _fmt(value: float, name: str) -> str:
-    unit = metric_unit(name)
+def _fmt(value: float, name: str, pf: ParetoFront) -> str:
+    unit = pf.unit(name)
     return f"{value:.4g}" + (f" {unit}" if unit in ("ms", "GFLOPs", "M params") else "")
 
 
@@ -139,7 +139,7 @@ def choose_pick(pf: ParetoFront, records: Sequence[TrialRecord], max_drop: float
                    if nearest else ""))
     else:
         note = (f"pick: trial {pick.number} ({pick.source}), the cheapest on {cost.name} "
-                f"({_fmt(pick.values[c], cost.name)}) of the {len(qualified)} front candidates with {acc.name} "
+                f"({_fmt(pick.values[c], cost.name, pf)}) of the {len(qualified)} front candidates with {acc.name} "
                 f"within {max_drop:g} of {who}; it reads {pick.values[a]:.4g} as the front measures it")
     return Pick(trial=pick, rule="max-drop", note=note, max_drop=max_drop, accuracy=acc, cost=cost, reference=reference,
                 reference_value=ref_value, line=line, knee=knee)
@@ -148,7 +148,7 @@ def choose_pick(pf: ParetoFront, records: Sequence[TrialRecord], max_drop: float
 def pick_of_store(store: Any, max_drop: float = DEFAULT_MAX_DROP) -> Pick:
     """The pick of a run's store, as ``archprune pareto`` names it (the knee ignores --hv-ref)."""
     records = store.records()
-    return choose_pick(pareto_front(records, store.objectives), records, max_drop)
+    return choose_pick(pareto_front(records, store.objectives, units=store.metric_units()), records, max_drop)
 
 
 # -- where the pick prunes (pick.png) ---------------------------------------------------------
@@ -165,6 +165,7 @@ class Widths:
     uniform: list[int] | None = None
     uniform_trial: TrialRecord | None = None
     cost_name: str | None = None
+    cost_unit: str = ""
 
 
 def _groups(r: TrialRecord) -> dict[str, int] | None:
@@ -184,7 +185,7 @@ def _layer_order(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in name.split(".")]
 
 
-def pick_widths(pick: Pick, records: Sequence[TrialRecord]) -> Widths | None:
+def pick_widths(pick: Pick, records: Sequence[TrialRecord], pf: ParetoFront | None = None) -> Widths | None:
     """What ``pick.png`` draws; None for a run that is not a channel-space run, or without a pick."""
     kept = _groups(pick.trial) if pick.trial is not None else None
     if pick.trial is None or kept is None:
@@ -207,4 +208,5 @@ def pick_widths(pick: Pick, records: Sequence[TrialRecord]) -> Widths | None:
     return Widths(groups=names, base=[int(base.get(n, kept[n])) for n in names], pick=[int(kept[n]) for n in names],
                   pick_trial=pick.trial, base_label=label,
                   uniform=[int(stored[nearest.number].get(n, 0)) for n in names] if nearest else None,
-                  uniform_trial=nearest, cost_name=cost_name)
+                  uniform_trial=nearest, cost_name=cost_name,
+                  cost_unit=pf.unit(cost_name) if pf is not None else metric_unit(cost_name))

@@ -16,15 +16,15 @@ from typing import Any, Sequence
 import moocore
 import numpy as np
 
-from search.objectives import Objective, metric_unit
+from search.objectives import Objective
 from search.pareto import ParetoFront
 from search.pick import Pick, Widths, accuracy_index, choose_pick
 from search.store import TrialRecord
 from spaces.output_files import atomic_output
 
 
-def _label(o: Objective) -> str:
-    unit = metric_unit(o.name)
+def _label(o: Objective, pf: ParetoFront) -> str:
+    unit = pf.unit(o.name)
     better = "lower is better" if o.direction == "min" else "higher is better"
     return f"{o.name} [{unit}] ({better})" if unit else f"{o.name} ({better})"
 
@@ -109,8 +109,8 @@ def plot_png(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title:
                        linewidths=2.4, zorder=6, label="pick")
             ax.annotate(f"pick: trial {p.number}", (p.values[i], p.values[j]), xytext=(10, -14),
                         textcoords="offset points", color="tab:green", fontsize=8, fontweight="bold")
-        ax.set_xlabel(_label(xi))
-        ax.set_ylabel(_label(yj))
+        ax.set_xlabel(_label(xi, pf))
+        ax.set_ylabel(_label(yj, pf))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
@@ -185,8 +185,8 @@ def plot_html(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title
             draw = fig.add_vline if a == i else fig.add_hline
             draw(pick.line, line=dict(color="green", dash="dash", width=1), annotation_text=_line_label(pick),
                  annotation_font_color="green", annotation_font_size=10, row=row, col=col)
-        fig.update_xaxes(title_text=_label(pf.objectives[i]), row=row, col=col)
-        fig.update_yaxes(title_text=_label(pf.objectives[j]), row=row, col=col)
+        fig.update_xaxes(title_text=_label(pf.objectives[i], pf), row=row, col=col)
+        fig.update_yaxes(title_text=_label(pf.objectives[j], pf), row=row, col=col)
     fig.update_layout(title=f"{title}: {len(pf.front)} on the front, {pf.n_trials} trials; {pick.note}",
                       height=450 * nrows, width=560 * ncols)
     with atomic_output(path) as tmp:
@@ -197,7 +197,7 @@ def plot_html(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title
 def _cost_line(widths: Widths) -> str:
     def cost(r: TrialRecord) -> str:
         value = r.metrics.get(widths.cost_name or "")
-        unit = metric_unit(widths.cost_name or "")
+        unit = widths.cost_unit
         return f"{widths.cost_name} {value:.4g} {unit}".rstrip() if isinstance(value, (int, float)) else "cost unknown"
 
     line = f"pick {cost(widths.pick_trial)}"

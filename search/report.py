@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from search.objectives import metric_unit
 from search.pareto import ParetoFront, pareto_front
 from search.pick import DEFAULT_MAX_DROP, Pick, choose_pick, pick_widths
 from spaces.errors import ArchpruneError
@@ -73,7 +72,7 @@ def front_table(pf: ParetoFront, pick: Pick) -> str:
         lines.append("  ".join(cells))
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
-    units = ", ".join(f"{c} {metric_unit(c)}" for c in _columns(pf) if metric_unit(c))
+    units = ", ".join(f"{c} {pf.unit(c)}" for c in _columns(pf) if pf.unit(c))
     lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
     if pf.failed:
@@ -111,13 +110,13 @@ def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str
         except ValueError:
             raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
     records = store.records()
-    pf = pareto_front(records, store.objectives, reference)
+    pf = pareto_front(records, store.objectives, reference, units=store.metric_units())
     pick = choose_pick(pf, records, DEFAULT_MAX_DROP if max_drop is None else max_drop)
     written = write_front_files(pf, pick, folder)
     if plots and len(pf.objectives) >= 2:
         written["png"] = plot_png(pf, records, folder / "pareto.png", name, pick)
         written["html"] = plot_html(pf, records, folder / "pareto.html", name, pick)
-    widths = pick_widths(pick, records) if plots else None
+    widths = pick_widths(pick, records, pf) if plots else None
     if widths is not None:  # channel-space runs only: the others have no channel groups to draw
         written["pick"] = plot_widths(widths, folder / "pick.png", name)
     summary = front_json(pf, pick)

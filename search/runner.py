@@ -106,6 +106,7 @@ def search(space: SearchSpace, evaluators: Sequence[Evaluator], objectives: Sequ
     for evaluator in pipeline.evaluators:  # before the workers get their copies: e.g. a latency scale
         for key, value in evaluator.bind_run(dict(store.study.user_attrs), len(store) > 0, imgsz).items():
             store.study.set_user_attr(key, value)
+    store.keep_metric_units({m.name: m.unit for e in pipeline.evaluators for m in e.metrics})
     runner = make_executor(executor, pipeline, candidate_timeout_s, workers=workers, dask=dask,
                            latency_resource=latency_resource)
     try:

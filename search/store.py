@@ -394,6 +394,19 @@ class Store:
         self._ensure_open()
         return self._by_genome.get(tuple(genome))
 
+    def keep_metric_units(self, units: dict[str, str]) -> None:
+        """Store what the run's evaluators declare as units, so reading the run (``pareto``) needs
+        neither the evaluator registry nor torch; a later run's declarations add to them."""
+        stored = self.study.user_attrs.get("metric_units")
+        merged = {**(stored if isinstance(stored, dict) else {}), **units}
+        if merged != stored:
+            self.study.set_user_attr("metric_units", merged)
+
+    def metric_units(self) -> dict[str, str] | None:
+        """metric -> unit as the run stored them; None for a run stored before units were kept."""
+        stored = self.study.user_attrs.get("metric_units")
+        return dict(stored) if isinstance(stored, dict) else None
+
     def records(self) -> list[TrialRecord]:
         self._ensure_open()
         return sorted(self._by_genome.values(), key=lambda r: r.number)

@@ -134,6 +134,19 @@ def test_pareto_json_and_files(finished_run: Path, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["front"] == report["front"]
 
 
+def test_pareto_reads_a_run_without_importing_torch(finished_run: Path, tmp_path: Path) -> None:
+    """Reading a front needs no model: the run keeps its metrics' units, so `pareto` (plots included)
+    skips the evaluator registry and torch (~2 s of every open of a large store)."""
+    code = ("import sys; from search.cli import main; "
+            f"code = main(['pareto', {str(finished_run)!r}, '--out', {str(tmp_path)!r}]); "
+            "print(code, sorted(m for m in ('torch', 'torch_pruning', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("0 []"), proc.stdout
+    assert "units: flops_g GFLOPs, params_m M params" in proc.stdout  # read from the store
+    assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
 def test_export_then_apply_rebuilds_the_same_model_bit_for_bit(finished_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     assert main(["export", str(finished_run), "--trial", "9", "--out", str(out)]) == 0
