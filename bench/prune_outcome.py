@@ -143,6 +143,9 @@ def short_recovery_score(folder: Path, recovery: Recovery, epochs: int) -> dict[
             "seconds": training_seconds(run)}
 
 
+BUDGET_STARTS = ("global-budget", "lamp-budget")  # the allocations a budget search starts from (uniform-budget reads far below)
+
+
 def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Namespace, searches: Path) -> dict[str, Any]:
     """The top ``--rerank-top`` feasible trials of the budget's search by its own proxy, each scored
     again on the proxy's images by a slower judge (stored one by one: resumable); the best.
@@ -159,6 +162,8 @@ def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Names
     handle = open_run(str(run))
     feasible = [r for r in handle.store.records() if r.feasible and "map50_95" in r.metrics]
     top = sorted(feasible, key=lambda r: (-r.metrics["map50_95"], r.number))[:args.rerank_top]
+    if args.rerank_starts:  # the starts' proxy readings differ by less than the proxy's noise (~0.002)
+        top += [r for r in feasible if r.source in BUDGET_STARTS and r.number not in {t.number for t in top}]
     judge = f"{args.rerank_epochs}-epoch recovery" if args.rerank_epochs else "finetune proxy"
     stored = read_json(row / "rerank.json") or {"judge": judge, "scores": {}}
     if "judge" not in stored:  # written before --rerank-epochs: a flat trial -> score mapping
@@ -279,6 +284,9 @@ def main() -> None:
     parser.add_argument("--rerank-bases", default="plain,sparse", help="bases whose search pick is also re-ranked "
                         "(by the finetune proxy or --rerank-epochs; those given; '' for none)")
     parser.add_argument("--rerank-top", type=int, default=5, help="feasible trials the re-ranking scores (default 5)")
+    parser.add_argument("--rerank-starts", action="store_true",
+                        help="also judge the search's global-budget and lamp-budget starts, whatever their "
+                             "proxy reads")
     parser.add_argument("--rerank-epochs", type=int, default=0, help="judge the re-ranked trials by the recovery "
                         "cut to this many epochs, on the proxy's images (default 0: the 200-step finetune proxy)")
     parser.add_argument("--iterative-importance", default="l2", help="iterative recipe's criterion (Torch-Pruning's "
@@ -444,10 +452,18 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
             if not (row / "model.json").exists():
                 write_json(row / "model.json", {**reranked_pick(row, base, recovery, args, out / "searches"), "base": base})
             info, last = read_json(row / "model.json"), row / "recovery" / "last.pt"
-            if epochs_done(row / "recovery") < recovery.epochs:
-                recover(Path(info["checkpoint"]), row / "recovery", recovery, log=lambda line: print("  " + line, flush=True))
-            after = held_out_map(load_model(last), recovery)
-            write_json(row / "after.json", {**after, "recovery_s": training_seconds(row / "recovery")})
+            searched = budget / f"searched-{base}"
+            same = read_json(searched / "model.json") or {}
+            if same.get("trial") == info["trial"] and read_current(searched / "after.json"):
+                # the judge chose the search's own pick: the same network, recipe and seed, recovered already
+                write_json(row / "after.json", {**read_json(searched / "after.json"), "same_as": searched.name})
+            else:
+                if epochs_done(row / "recovery") < recovery.epochs:
+                    recover(Path(info["checkpoint"]), row / "recovery", recovery,
+                            log=lambda line: print("  " + line, flush=True))
+                after = held_out_map(load_model(last), recovery)
+                write_json(row / "after.json", {**after, "recovery_s": training_seconds(row / "recovery")})
+            after = read_json(row / "after.json")
             progress.finish("rerank", f"{budget.name} {name}", time.perf_counter() - t0,
                             f"{info['flops_g'] / base_flops:.1%} FLOPs, recovered mAP50-95 {after['map50_95']:.4f}")
         measure_latency(budget, bases, recovery.imgsz, args.threads or None, args.latency_rounds)
