@@ -163,7 +163,8 @@ def reranked_pick(row: Path, base: str, recovery: Recovery, args: argparse.Names
     feasible = [r for r in handle.store.records() if r.feasible and "map50_95" in r.metrics]
     top = sorted(feasible, key=lambda r: (-r.metrics["map50_95"], r.number))[:args.rerank_top]
     if args.rerank_starts:  # the starts' proxy readings differ by less than the proxy's noise (~0.002)
-        top += [r for r in feasible if r.source in BUDGET_STARTS and r.number not in {t.number for t in top}]
+        judged = {r.number for r in top}
+        top += [r for r in feasible if r.source in BUDGET_STARTS and r.number not in judged]
     judge = f"{args.rerank_epochs}-epoch recovery" if args.rerank_epochs else "finetune proxy"
     stored = read_json(row / "rerank.json") or {"judge": judge, "scores": {}}
     if "judge" not in stored:  # written before --rerank-epochs: a flat trial -> score mapping
@@ -454,16 +455,15 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
             info, last = read_json(row / "model.json"), row / "recovery" / "last.pt"
             searched = budget / f"searched-{base}"
             same = read_json(searched / "model.json") or {}
-            if same.get("trial") == info["trial"] and read_current(searched / "after.json"):
-                # the judge chose the search's own pick: the same network, recipe and seed, recovered already
-                write_json(row / "after.json", {**read_json(searched / "after.json"), "same_as": searched.name})
+            reused = read_current(searched / "after.json") if same.get("trial") == info["trial"] else None
+            if reused:  # the judge chose the search's own pick: the same network, recipe and seed, recovered already
+                after = {**reused, "same_as": searched.name}
             else:
                 if epochs_done(row / "recovery") < recovery.epochs:
                     recover(Path(info["checkpoint"]), row / "recovery", recovery,
                             log=lambda line: print("  " + line, flush=True))
-                after = held_out_map(load_model(last), recovery)
-                write_json(row / "after.json", {**after, "recovery_s": training_seconds(row / "recovery")})
-            after = read_json(row / "after.json")
+                after = {**held_out_map(load_model(last), recovery), "recovery_s": training_seconds(row / "recovery")}
+            write_json(row / "after.json", after)
             progress.finish("rerank", f"{budget.name} {name}", time.perf_counter() - t0,
                             f"{info['flops_g'] / base_flops:.1%} FLOPs, recovered mAP50-95 {after['map50_95']:.4f}")
         measure_latency(budget, bases, recovery.imgsz, args.threads or None, args.latency_rounds)

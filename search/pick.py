@@ -209,4 +209,4 @@ def pick_widths(pick: Pick, records: Sequence[TrialRecord], pf: ParetoFront | No
                   pick_trial=pick.trial, base_label=label,
                   uniform=[int(stored[nearest.number].get(n, 0)) for n in names] if nearest else None,
                   uniform_trial=nearest, cost_name=cost_name,
-                  cost_unit=pf.unit(cost_name) if pf is not None else metric_unit(cost_name))
+                  cost_unit=metric_unit(cost_name, pf.units if pf is not None else None))
