@@ -315,9 +315,17 @@ def base_training_epochs(source: str, given: str | None) -> tuple[int | None, st
     ``--base-epochs``, else the rows of the results.csv beside the checkpoint, else its settings."""
     if given is not None:
         return int(given), "given"
+    if source == BASE:
+        return 0, "embedded"
     path = Path(source).expanduser()
-    if not path.is_file():
-        return (0, "embedded") if source == BASE else (None, "unknown")
+    if not path.is_file():  # a shipped base: its checkpoint records the epochs of its training
+        from spaces.models.zoo import WEIGHTS
+
+        path = WEIGHTS / f"{source}.pt"
+        if not path.is_file():
+            return None, "unknown"
+        epoch = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("epoch")
+        return (int(epoch), "shipped checkpoint") if epoch is not None else (None, "unknown")
     beside = path.parent / "results.csv"
     if beside.exists():
         with beside.open() as handle:

@@ -30,6 +30,11 @@ pruned, after adaptive BN, and after recovery, the margin over the best baseline
 base, and the extra training epochs each base cost (``--base-epochs``, else the results.csv beside the
 base checkpoint, else its settings).
 
+``--seeds 1,2`` then recovers every one-shot and re-ranked row of the run again with those seeds
+(``recovery-seedS/``, ``after-seedS.json``; the iterative recipe is not repeated) and the report adds
+each row's mean ± sd and each pick's paired difference from the best baseline: at 70% the rows were
+within 0.001 of each other, the size of one seed's luck.
+
 Each step writes its JSON atomically under ``--out``; a rerun skips finished work (a killed
 fine-tune resumes from its last epoch). ``--report`` prints the tables from whatever has finished.
 
@@ -43,7 +48,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +317,8 @@ def main() -> None:
                         help="measure latency again (e.g. on a quieter machine); otherwise it is measured once per set of rows")
     parser.add_argument("--only", default="", help="ROW,...: run only these rows (e.g. iterative-plain); "
                         "the rest wait for a later run")
+    parser.add_argument("--seeds", default="", help="S,...: recover the rows again with these seeds too (after "
+                        "everything else; the report then compares means over the seeds every row has)")
     parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
     add_recovery_args(parser)
     args = parser.parse_args()
@@ -324,6 +333,10 @@ def main() -> None:
     if recovery.epochs % args.steps:
         raise SystemExit(f"--steps {args.steps} must divide --epochs {recovery.epochs} (same total fine-tune epochs)")
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    try:
+        args.seeds = sorted({int(s) for s in args.seeds.split(",") if s.strip()} - {recovery.seed})
+    except ValueError:
+        raise SystemExit(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. --seeds 1,2") from None
     check_settings(out, {**recovery.meaning(), "steps": args.steps, "iterative_importance": args.iterative_importance,
                          "trials": args.trials, "proxy": args.proxy, "finetune_steps": args.finetune_steps,
                          "importance": args.importance, "search_objectives": args.search_objectives,
@@ -356,8 +369,13 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
         path = out / "bases" / f"{base}.json"
         stored = read_json(path)
         if stored is not None and not is_current(stored["map"]):  # scored under an older evaluation
-            write_json(path, {**stored, "map": held_out_map(load_model(source), recovery)})
-        elif stored is None:
+            stored = {**stored, "map": held_out_map(load_model(source), recovery)}
+            write_json(path, stored)
+        if stored is not None:  # the extra epochs may be known now where they were not (--base-epochs, a shipped base)
+            epochs, where = base_training_epochs(source, given.get(base))
+            if epochs is not None and stored.get("extra_epochs") != epochs:
+                write_json(path, {**stored, "extra_epochs": epochs, "epochs_from": where})
+        else:
             model = load_model(source)
             epochs, where = base_training_epochs(source, given.get(base))
             write_json(path, {"source": source, **count_flops_params(model, recovery.imgsz),
@@ -467,6 +485,49 @@ def run_all(out: Path, bases: dict[str, str], given: dict[str, str], budgets: li
             progress.finish("rerank", f"{budget.name} {name}", time.perf_counter() - t0,
                             f"{info['flops_g'] / base_flops:.1%} FLOPs, recovered mAP50-95 {after['map50_95']:.4f}")
         measure_latency(budget, bases, recovery.imgsz, args.threads or None, args.latency_rounds)
+    # then the same recovery with other seeds (--seeds), seed by seed: how much of a margin is one seed's luck
+    for seed in args.seeds:
+        for ratio in budgets:
+            budget = budget_dir(out, ratio)
+            for name, _, _ in one_shot + reranked:
+                seeded_truth(budget, name, replace(recovery, seed=seed), base_flops)
+
+
+def seeded_truth(budget: Path, name: str, recovery: Recovery, base_flops: float) -> dict[str, Any] | None:
+    """The row's model recovered again with ``recovery.seed`` (into recovery-seedS/, scored into
+    after-seedS.json); None while the row has no model yet. A re-ranked row whose pick is the search's
+    own shares the searched row's recoveries, as it does for seed 0."""
+    from spaces.models import load_model
+
+    row = budget / name
+    path = row / f"after-seed{recovery.seed}.json"
+    done = read_current(path)
+    info = read_json(row / "model.json")
+    if done or info is None:
+        return done
+    same_as = (read_json(row / "after.json") or {}).get("same_as")
+    if same_as:
+        shared = seeded_truth(budget, same_as, recovery, base_flops)
+        if shared is not None:
+            write_json(path, {**shared, "same_as": same_as})
+        return shared
+    t0, run = time.perf_counter(), row / f"recovery-seed{recovery.seed}"
+    if epochs_done(run) < recovery.epochs:
+        recover(Path(info["checkpoint"]), run, recovery, log=lambda line: print("  " + line, flush=True))
+    after = {**held_out_map(load_model(run / "last.pt"), recovery), "recovery_s": training_seconds(run),
+             "seed": recovery.seed}
+    write_json(path, after)
+    print(f"seed {recovery.seed} {budget.name} {name}: {info['flops_g'] / base_flops:.1%} FLOPs, recovered mAP50-95 "
+          f"{after['map50_95']:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    return after
+
+
+def seed_truths(row: Path) -> dict[int, float]:
+    """Every recovered mAP50-95 of the row by seed (0: after.json, S: after-seedS.json), current ones only."""
+    found = {0: read_current(row / "after.json")}
+    for path in row.glob("after-seed*.json"):
+        found[int(path.stem.removeprefix("after-seed"))] = read_current(path)
+    return {seed: a["map50_95"] for seed, a in sorted(found.items()) if a is not None}
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -531,9 +592,35 @@ def report(out: Path) -> str:
                          f"best baseline ({best_baseline[0]}, {best_baseline[1]:.4f}) of {len(baselines)} recovered; "
                          f"beats every one: {'yes' if beaten else 'no'}; {after[name] - plain['map']['map50_95']:+.4f} "
                          f"from the plain base")
+        lines += seed_lines(budget, ordered, ours)
         lines.append("")
     lines.append("Iterative rows: 'as pruned' and 'after adaptive BN' score the last prune step, before its fine-tune.")
     return "\n".join(lines)
+
+
+def seed_lines(budget: Path, ordered: list[str], ours: tuple[str, ...]) -> list[str]:
+    """Rows recovered with more than one seed: mean ± sd, and each pick against the best baseline on the
+    seeds both have (paired by seed: one seed is one data order for both)."""
+    truths = {name: seed_truths(budget / name) for name in ordered}
+    multi = {name: t for name, t in truths.items() if len(t) > 1}
+    if not multi:
+        return []
+    lines = ["", "Over recovery seeds (mAP50-95 after recovery; mean ± sample sd):"]
+    for name, t in multi.items():
+        lines.append(f"- {name}: {statistics.mean(t.values()):.4f} ± {statistics.stdev(t.values()):.4f} over seeds "
+                     f"{', '.join(map(str, t))} ({', '.join(f'{v:.4f}' for v in t.values())})")
+    baselines = {n: t for n, t in multi.items() if not n.startswith(ours)}
+    for name in (n for n in multi if n.startswith(ours)):
+        scored = {b: [s for s in multi[name] if s in t] for b, t in baselines.items()}
+        scored = {b: seeds for b, seeds in scored.items() if len(seeds) > 1}
+        if not scored:
+            continue
+        best = max(scored, key=lambda b: statistics.mean(baselines[b][s] for s in scored[b]))
+        diffs = [multi[name][s] - baselines[best][s] for s in scored[best]]
+        lines.append(f"- {name} against {best} on seeds {', '.join(map(str, scored[best]))}: mean difference "
+                     f"{statistics.mean(diffs):+.4f} (per seed {', '.join(f'{d:+.4f}' for d in diffs)}); "
+                     f"ahead on {sum(d > 0 for d in diffs)} of {len(diffs)}")
+    return lines
 
 
 if __name__ == "__main__":
