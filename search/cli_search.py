@@ -61,6 +61,9 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                             "or inline")),
     "--candidate-timeout": ("candidate_timeout", dict(help="give up on a candidate after this long (default 10m)")),
     "--workers": ("workers", dict(type=int, help="evaluate N candidates at once in N worker processes (default 1)")),
+    "--islands": ("islands", dict(type=int, help="run N search processes on this run, each with its own seed, "
+                                                   "sharing what they find through the store (zeroshot, optuna-*; "
+                                                   "default 1): a zero-shot search then uses N cores")),
     "--dask": ("dask", dict(help="evaluate on Dask: local:N (a LocalCluster) or tcp://HOST:8786 (`dask scheduler`)")),
     "--latency-resource": ("latency_resource", dict(help="measure latency only on Dask workers started with "
                                                         "--resources \"NAME=1\" (the target device)")),

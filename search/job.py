@@ -9,6 +9,7 @@ from typing import Callable
 
 from evaluators._base import Evaluator
 from search.drivers import driver_shares_studies
+from search.islands import Islands
 from search.objectives import Constraint
 from search.run_lock import run_lock, store_creation_lock
 from search.runner import SearchResult, search
@@ -52,7 +53,10 @@ def _where(settings: RunSettings, evaluators: list[Evaluator]) -> str:
     return "in the search process" if inline else "in a worker process"
 
 
-def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print) -> SearchResult:
+def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str], None] = print,
+               island: int = 0) -> SearchResult:
+    """The search ``settings`` describe. With ``islands`` > 1 this process is island 0 and starts the
+    others (``island`` 1..N-1: the same search with seed + island, started by island 0)."""
     from search.runs import check_store_file
 
     settings.check()
@@ -61,8 +65,12 @@ def run_search(settings: RunSettings, progress: bool = True, say: Callable[[str]
         check_store_file(settings.storage_url(), settings.run_name())
     parts = settings.recipe().build(settings)
     with run_lock(settings.run_dir(), settings.run_name(), shared=driver_shares_studies(settings.driver)):
-        return _search_held(settings, parts.space, parts.evaluators, parts.constraints, parts.imgsz,
-                            parts.description, progress, say)
+        if island:
+            return _search_island(settings, parts.space, parts.evaluators, parts.constraints, parts.imgsz, island)
+        with Islands(settings) as islands:
+            result = _search_held(settings, parts.space, parts.evaluators, parts.constraints, parts.imgsz,
+                                  parts.description, progress, say, islands)
+            return islands.join(result, file_logger(settings.run_dir() / "search.log"), say)
 
 
 def open_run_store(settings: RunSettings) -> None:
@@ -77,30 +85,51 @@ def open_run_store(settings: RunSettings) -> None:
 
 def _search_held(settings: RunSettings, space: SearchSpace, evaluators: list[Evaluator],
                  constraints: list[Constraint], imgsz: int, what: str, progress: bool,
-                 say: Callable[[str], None]) -> SearchResult:
-    """The search, once this process holds the run."""
+                 say: Callable[[str], None], islands: Islands | None = None) -> SearchResult:
+    """The search, once this process holds the run (island 0: the other islands start once the
+    store and run.yaml exist)."""
     run_dir = settings.run_dir()
     open_run_store(settings)
     write_run_yaml(settings, run_dir / "run.yaml")
     log = file_logger(run_dir / "search.log")
     head = (f"run {settings.run_name()}: {settings.driver} over {what}; objectives {settings.objectives}"
             + (f"; constraints {', '.join(settings.constraints)}" if settings.constraints else "")
-            + f"; store {settings.storage_url()}; evaluations {_where(settings, evaluators)}")
+            + f"; store {settings.storage_url()}; evaluations {_where(settings, evaluators)}"
+            + (f"; {settings.islands} islands (seeds {settings.seed}..{settings.seed + settings.islands - 1})"
+               if settings.islands > 1 else ""))
     say(head)
     log(head)
-    options = {"population": settings.population, "offspring": settings.offspring,
-               "crossover_prob": settings.crossover_prob, "mutation_rate": settings.mutation_rate}
-    options = {k: v for k, v in options.items() if v is not None}  # None: the driver's own default
-    result = search(space, evaluators, settings.objective_list, constraints, imgsz=imgsz,
-                    driver=settings.driver, driver_options=options, storage=settings.storage_url(),
-                    run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
-                    seed=settings.seed, progress=progress, log=log, executor=settings.executor,
-                    candidate_timeout_s=settings.candidate_timeout_s, workers=settings.workers,
-                    dask=settings.dask, latency_resource=settings.latency_resource,
-                    study_attrs={"settings": settings.to_dict(), "imgsz": imgsz})
+    if islands is not None:
+        islands.start()
+    result = _search_call(settings, space, evaluators, constraints, imgsz, progress, log, island=0)
     if settings.latency.startswith("predict:") and settings.remeasure_front and result.front:
         remeasure_front(settings, space, imgsz, result, say, log)
     return result
+
+
+def _search_call(settings: RunSettings, space: SearchSpace, evaluators: list[Evaluator],
+                 constraints: list[Constraint], imgsz: int, progress: bool, log: Callable[[str], None],
+                 island: int) -> SearchResult:
+    options = {"population": settings.population, "offspring": settings.offspring,
+               "crossover_prob": settings.crossover_prob, "mutation_rate": settings.mutation_rate,
+               "island": island or None, "islands": settings.islands if settings.islands > 1 else None}
+    options = {k: v for k, v in options.items() if v is not None}  # None: the driver's own default
+    return search(space, evaluators, settings.objective_list, constraints, imgsz=imgsz,
+                  driver=settings.driver, driver_options=options, storage=settings.storage_url(),
+                  run=settings.run_name(), trials=settings.trials, time_budget_s=settings.time_budget_s,
+                  seed=settings.seed + island, progress=progress, log=log, executor=settings.executor,
+                  candidate_timeout_s=settings.candidate_timeout_s, workers=settings.workers,
+                  dask=settings.dask, latency_resource=settings.latency_resource,
+                  study_attrs=None if island else {"settings": settings.to_dict(), "imgsz": imgsz})
+
+
+def _search_island(settings: RunSettings, space: SearchSpace, evaluators: list[Evaluator],
+                   constraints: list[Constraint], imgsz: int, island: int) -> SearchResult:
+    """Island ``island`` of a run island 0 started: the same search with seed + island, logged to the
+    run's search.log with its island number."""
+    log = file_logger(settings.run_dir() / "search.log")
+    return _search_call(settings, space, evaluators, constraints, imgsz, False,
+                        lambda line: log(f"[island {island}] {line}"), island)
 
 
 def remeasure_front(settings: RunSettings, space: SearchSpace, imgsz: int, result: SearchResult,

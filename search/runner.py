@@ -285,7 +285,7 @@ class _Loop:
                                    or time.monotonic() - self.flushed_at >= MAX_PENDING_S):
             self._flush()
         self.evaluated += 1
-        self.bar.update(1)
+        self.bar.update(max(0, min(len(self.store), self.trials or len(self.store)) - self.bar.n))  # islands add too
         if time.monotonic() - self.postfix_at > 2.0:  # the front of a 20,000-trial run is not free to recount
             _set_postfix(self.bar, self.store, self.objectives)
             self.postfix_at = time.monotonic()

@@ -25,7 +25,7 @@ EXTENDABLE = {"trials", "time_budget"}  # changing these extends a run instead o
 # where the run is kept, not what it means: never part of the comparison
 LOCATION = {"run", "storage", "results"}
 # how candidates are evaluated, not what they score: may change between resumes
-OPERATIONAL = {"executor", "candidate_timeout", "workers", "dask", "latency_resource", "remeasure_front"}
+OPERATIONAL = {"executor", "candidate_timeout", "workers", "islands", "dask", "latency_resource", "remeasure_front"}
 
 
 @dataclass
@@ -84,6 +84,9 @@ class RunSettings:
     executor: str = "auto"
     candidate_timeout: str | None = "10m"
     workers: int = 1  # worker processes on this machine (candidates in flight)
+    # search processes on this run (drivers that share runs: zeroshot, optuna-*), each with seed + i;
+    # a zero-shot search's scores are cheap, so the driver and the store are what a second core speeds up
+    islands: int = 1
     dask: str | None = None  # "local:N" or a scheduler address "tcp://HOST:8786"
     latency_resource: str | None = None  # Dask worker resource that marks the target device
     # where
@@ -174,6 +177,18 @@ class RunSettings:
             raise ArchpruneError("--executor inline evaluates one candidate at a time: drop --workers or the inline")
         if self.workers > 1 and self.dask:
             raise ArchpruneError("--workers and --dask both set the parallelism: give one (--dask local:N for N local workers)")
+        if int(self.islands) < 1:
+            raise ArchpruneError(f"--islands {self.islands}: give at least 1 search process")
+        if self.islands > 1:
+            from search.drivers import DRIVERS, driver_shares_studies
+
+            if not driver_shares_studies(self.driver):
+                sharing = ", ".join(n for n in DRIVERS if driver_shares_studies(n))
+                raise ArchpruneError(f"--islands {self.islands}: the {self.driver} driver keeps its population in one "
+                                     f"process; use a driver that shares runs ({sharing}) or drop --islands")
+            if self.storage == "memory":
+                raise ArchpruneError(f"--islands {self.islands}: islands share the run through its store, and "
+                                     "--storage memory lives in one process; drop --storage memory")
         for name in ("population", "offspring", "round_to", "latency_runs", "calib_batches", "val_images",
                      "finetune_steps", "throughput_batch", "width_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:

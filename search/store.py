@@ -227,6 +227,8 @@ class Store:
         if self._engine is not None and not read_only:
             store_index.create(self._engine)
         self._indexed = self._engine is not None and (not read_only or store_index.exists(self._engine))
+        # SQLite commits one writer at a time, so its seq order is commit order: nothing to re-read
+        self._reread = 0 if self._engine is not None and self._engine.dialect.name == "sqlite" else store_index.REREAD
         self._writable = not read_only
         self.genes = list(genes) if genes is not None else self._stored_genes()
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
@@ -259,9 +261,17 @@ class Store:
         if not self._opened:
             self._open()
             return len(self._by_genome)
+        return len(self.refresh_records())
+
+    def refresh_records(self) -> list[TrialRecord]:
+        """The records of candidates other processes sharing the study finished since the last look
+        (a candidate this process holds already is not new, whoever finished it)."""
+        if not self._opened:
+            self._open()
+            return self.records()
         if self._indexed:
             return self._read_index()
-        before = len(self._by_genome)
+        fresh = []
         for trial in self.study.get_trials(deepcopy=False, states=FINISHED):
             if trial.number in self._loaded:
                 continue
@@ -269,8 +279,15 @@ class Store:
             if trial.state == TrialState.FAIL and "error" not in trial.user_attrs:
                 continue  # never finished (interrupted, stale): not a trial of the run; asked again
             record = self._record(trial)
-            self._by_genome.setdefault(record.genome, record)
-        return len(self._by_genome) - before
+            if record.genome not in self._by_genome:
+                self._by_genome[record.genome] = record
+                fresh.append(record)
+        return fresh
+
+    @property
+    def cheap_refresh(self) -> bool:
+        """Whether ``refresh`` reads only what is new (the index of an RDB store), not every trial."""
+        return self._indexed
 
     def _stored_genes(self) -> list[Gene]:
         stored = self.storage.get_study_system_attrs(self._study_id).get(store_index.GENES_ATTR) if self._indexed else None
@@ -326,10 +343,11 @@ class Store:
         return TrialRecord(row.number, genome, row.failed, row.values, row.metrics, row.constraints,
                            StoredConfig(self._read_config, row.trial_id), row.source, row.error)
 
-    def _read_index(self) -> int:
-        before = len(self._by_genome)
+    def _read_index(self) -> list[TrialRecord]:
+        """Read the index rows not read before; the records of candidates new to this process."""
+        fresh = []
         with self._engine.connect() as conn, gc_paused():
-            for row in store_index.read_since(conn, self._study_id, self._seq, self._keys):
+            for row in store_index.read_since(conn, self._study_id, self._seq, self._keys, self._reread):
                 self._seq = max(self._seq, row.seq)
                 if row.skip:
                     continue
@@ -338,8 +356,11 @@ class Store:
                 # a genome finished twice (two processes): the first trial is the record, as Optuna's
                 # tables read in trial order; rows come in seq order, which other writers can interleave
                 if held is None or held.number > row.number:
-                    self._by_genome[genome] = self._row_record(row, genome)
-        return len(self._by_genome) - before
+                    record = self._row_record(row, genome)
+                    self._by_genome[genome] = record
+                    if held is None:
+                        fresh.append(record)
+        return fresh
 
     def _index_row(self, trial_id: int, record: TrialRecord, skip: bool = False) -> dict[str, Any]:
         data = store_index.encode(record.number, record.failed, self._stored_genome(record.genome), record.values,

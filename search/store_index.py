@@ -16,7 +16,8 @@ and older archprune read those):
   this index existed, once);
 - rows are numbered by ``seq`` in insertion order, so a refresh reads only rows it has not seen.
   Concurrent writers on PostgreSQL may commit seq numbers out of order; a refresh re-reads a window
-  of ``REREAD`` rows before its last seq and skips what it already has.
+  of ``REREAD`` rows before its last seq and skips what it already has (SQLite, one writer at a
+  time, commits in seq order and re-reads nothing).
 """
 from __future__ import annotations
 
@@ -124,11 +125,12 @@ def insert_rows(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
                 pass
 
 
-def read_since(conn: sa.Connection, study_id: int, after_seq: int, keys: KeyTuples) -> Iterator[IndexedTrial]:
-    """The study's rows after ``after_seq`` (minus the re-read window), in seq order, decoded as they
-    are read (a 500,000-trial run's rows are never all in memory at once)."""
+def read_since(conn: sa.Connection, study_id: int, after_seq: int, keys: KeyTuples,
+               reread: int = REREAD) -> Iterator[IndexedTrial]:
+    """The study's rows after ``after_seq`` (minus the ``reread`` window), in seq order, decoded as
+    they are read (a 500,000-trial run's rows are never all in memory at once)."""
     query = (sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data)
-             .where(RECORDS.c.study_id == study_id, RECORDS.c.seq > max(0, after_seq - REREAD))
+             .where(RECORDS.c.study_id == study_id, RECORDS.c.seq > max(0, after_seq - reread))
              .order_by(RECORDS.c.seq))
     return decode_all(conn.execute(query), keys)
 

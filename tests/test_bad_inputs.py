@@ -112,6 +112,11 @@ SEARCH_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "contradictory constraints": (lambda t: ["--constraint", "lat_raspi4<=5", "--constraint", "lat_raspi4>=10"],
                                   "lat_raspi4>=10 and lat_raspi4<=5 cannot both hold"),
     "run held by another search": (_held, "run 'held' is held by another search"),
+    "islands 0": (lambda t: ["--islands", "0"], "--islands 0: give at least 1 search process"),
+    "islands with nsga2": (lambda t: ["--islands", "2", "--driver", "nsga2"],
+                           "the nsga2 driver keeps its population in one process; use a driver that shares runs"),
+    "islands in memory": (lambda t: ["--islands", "2", "--driver", "zeroshot", "--storage", "memory"],
+                          "--storage memory lives in one process"),
 }
 
 

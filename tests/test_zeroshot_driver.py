@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from evaluators.block_analytic import BlockAnalyticEvaluator
@@ -93,3 +94,45 @@ def test_batched_writes_store_exactly_what_was_scored_and_a_resume_replays_it(tm
     go(url, 90)
     resumed = go(url, 200).store.records()
     assert [(r.genome, r.values) for r in resumed] == [(r.genome, r.values) for r in straight]
+
+
+def test_an_island_takes_what_the_others_stored_into_its_population(tmp_path: Path) -> None:
+    from search.drivers import ZeroShotDriver
+    from search.store import Store
+
+    space, objectives = BlockSpace(), parse_objectives("entropy:max")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    mine, theirs = Store(url, "z", objectives, space.genes), Store(url, "z", objectives, space.genes)
+    driver = ZeroShotDriver(space, objectives, seed=0, population=4, offspring=16, imgsz=320, island=0, islands=2)
+    driver.bind(mine, [])
+    start = driver.ask()  # island 0 starts from the baselines
+    driver.tell(start, [mine.add_complete(p.genome, {"entropy": 1.0}, {}, {}, {}, p.source) for p in start])
+    rng = np.random.default_rng(5)
+    found = next(g for g in (space.mutate(start[0].genome, rng) for _ in range(100)) if hash(g) % 2 == 1)
+    theirs.add_complete(found, {"entropy": 1000.0}, {}, {}, {}, "zeroshot-i1-s1")  # island 1's best, stored
+    children = driver.ask()
+    assert driver.population[0].genome == found and driver.heard == 1  # heard through the store, now a parent
+    assert children and all(hash(c.genome) % 2 == 0 for c in children)  # only island 0's share of the genomes
+    assert found not in {c.genome for c in children}
+
+
+@pytest.mark.slow
+def test_islands_share_one_run_and_never_score_a_candidate_twice(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import optuna
+
+    trials = 1500
+    argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--trials",
+            str(trials), "--islands", "2", "--results", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    assert "2 islands (seeds 0..1)" in capsys.readouterr().out
+    study = optuna.load_study(study_name="blocks-default", storage=f"sqlite:///{tmp_path / 'blocks-default' / 'study.db'}")
+    genomes = [tuple(sorted(t.params.items())) for t in study.get_trials()]
+    assert len(genomes) == len(set(genomes))  # no candidate scored by both islands
+    assert trials <= len(genomes) <= trials + 64  # each island stops at --trials; one batch may be in flight
+    sources = [t.user_attrs["source"] for t in study.get_trials()]
+    assert sources.count("initial") == 1  # island 1 starts from what island 0 stored, not the baselines again
+    log = (tmp_path / "blocks-default" / "search.log").read_text()
+    assert f"2 islands: {len(genomes)} trials in the store" in log
+    assert main(["pareto", str(tmp_path / "blocks-default"), "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_trials"] == len(genomes)

@@ -7,9 +7,19 @@ built or stored — counted, not recorded; duplicates are dropped too. After eac
 ``population`` members survive: by the one objective (a training-free score, usually), or by
 non-dominated sorting and crowding when there are several (``entropy:max,latency_ms:min``).
 Each ``ask`` hands out ``batch`` children so the store writes in batches, not one by one.
+
+Several processes can share one run (``--islands N``; TinyNAS runs its EA over MPI ranks the same
+way): before each batch a process reads what the others stored since its last look and takes it
+into its population, so the islands share one population through the store. Each island mutates
+with its own seed and keeps only the children of its share of the genomes (``hash(genome) %
+islands``), so two islands never score one candidate (sharing a population, they proposed the same
+child ~4 times in 1,000 before). Island 0 starts from the space's baselines, the others from what
+island 0 has stored. One process alone reads nothing new, so its search (and a resume's replay) is
+unchanged.
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 from search.drivers._base import Driver, Proposal
@@ -19,21 +29,54 @@ from search.store import Store, TrialRecord
 from spaces._base import Genome, SearchSpace
 
 MAX_TRIES = 100  # mutations per wanted child before a batch goes out short
+FIRST_RECORDS_WAIT_S = 600.0  # an island other than 0 waits this long for island 0's first batch
 
 
 class ZeroShotDriver(Driver):
+    shares_studies = True  # others' trials come in through the store before every batch (islands)
+
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0, population: int = 256,
-                 offspring: int = 64, imgsz: int | None = None) -> None:
+                 offspring: int = 64, imgsz: int | None = None, island: int = 0, islands: int = 1) -> None:
         super().__init__(space, objectives, seed)
         self.size, self.batch, self.imgsz = population, offspring, imgsz
+        self.island, self.islands = island, islands
         self.population: list[Member] = []
         self.constraints: list[Constraint] = []
         self.seen: set[Genome] = set()
         self.rejected = 0  # children dropped by the analytic budget check (never stored)
+        self.heard = 0  # records other processes stored that joined this population
         self.steps = 0
+        self.store: Store | None = None
 
     def bind(self, store: Store, constraints: Sequence[Constraint]) -> None:
         self.constraints = list(constraints)
+        self.store = store if store.cheap_refresh else None  # an in-memory store has no other writer
+
+    def _hear(self) -> None:
+        """Take what the other islands stored since the last look into the population."""
+        if self.store is None:
+            return
+        fresh = self.store.refresh_records()
+        if fresh:
+            self.heard += len(fresh)
+            self.seen.update(r.genome for r in fresh)
+            self._select(list({m.genome: m for m in self.population}.values())
+                         + [Member(r.genome, r) for r in fresh if not r.failed])
+
+    def _first_records(self) -> list[Member]:
+        """An island after the first starts from the run's best stored records (island 0's baselines
+        at least), waiting for them: starting from the baselines too would score them twice."""
+        assert self.store is not None
+        deadline = time.monotonic() + FIRST_RECORDS_WAIT_S
+        while True:
+            self.store.refresh()
+            records = [r for r in self.store.records() if not r.failed]
+            if records or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.seen.update(r.genome for r in self.store.records())
+        self._select([Member(r.genome, r) for r in records])
+        return self.population
 
     def _breaks_budget(self, genome: Genome) -> bool:
         if not self.constraints:
@@ -42,7 +85,11 @@ class ZeroShotDriver(Driver):
         return any(c.violation(float(metrics[c.name])) > 0 for c in self.constraints if c.name in metrics)
 
     def ask(self) -> list[Proposal]:
-        if not self.population:
+        self._hear()
+        if not self.population and self.island > 0 and self.store is not None and self._first_records():
+            start: list[Proposal] = []
+            parents = [m.genome for m in self.population]
+        elif not self.population:
             start = [Proposal(g, name) for name, g in self.space.baselines()] or self.initial(1)
             self.seen.update(p.genome for p in start)
             if len(start) >= self.batch or not start:
@@ -57,25 +104,30 @@ class ZeroShotDriver(Driver):
             tries += 1
             parent = parents[int(self.rng.integers(len(parents)))]
             child = self.space.mutate(parent, self.rng)
-            if child in self.seen:
-                continue
+            if child in self.seen or (self.islands > 1 and hash(child) % self.islands != self.island):
+                continue  # known, or another island's to score (tuples of ints hash alike in every process)
             self.seen.add(child)
             if self._breaks_budget(child):
                 self.rejected += 1
                 continue
-            children.append(Proposal(child, f"zeroshot-s{self.steps}"))
+            children.append(Proposal(child, f"zeroshot-s{self.steps}" if not self.island
+                                     else f"zeroshot-i{self.island}-s{self.steps}"))
         return children
 
     def report(self) -> str | None:
-        return (f"zero-shot EA: {self.steps} steps, {self.rejected} children dropped by the analytic budget "
-                "check (not stored)")
+        heard = f"; {self.heard} trials of other islands joined its population" if self.heard else ""
+        island = f" (island {self.island})" if self.island else ""
+        return (f"zero-shot EA{island}: {self.steps} steps, {self.rejected} children dropped by the analytic budget "
+                f"check (not stored){heard}")
 
     def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
         pool = {m.genome: m for m in self.population}
         for record in records:
             if not record.failed:
                 pool.setdefault(record.genome, Member(record.genome, record))
-        members = list(pool.values())
+        self._select(list(pool.values()))
+
+    def _select(self, members: list[Member]) -> None:
         if len(self.objectives) == 1:
             sign = -1.0 if self.objectives[0].direction == "max" else 1.0
             members.sort(key=lambda m: (not m.record.feasible, m.record.violation, sign * m.record.values[0],
