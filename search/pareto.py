@@ -47,7 +47,10 @@ def _minimised(records: Sequence[TrialRecord], objectives: Sequence[Objective]) 
 
 def non_dominated(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
     """The feasible records no other feasible record dominates (exact duplicates all kept)."""
-    feasible = [r for r in records if r.feasible]
+    return _non_dominated_of_feasible([r for r in records if r.feasible], objectives)
+
+
+def _non_dominated_of_feasible(feasible: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
     if not feasible:
         return []
     keep = moocore.is_nondominated(_minimised(feasible, objectives), keep_weakly=True)
@@ -95,7 +98,7 @@ def knee_point(front: Sequence[TrialRecord], objectives: Sequence[Objective]) ->
 def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective],
                  reference: Sequence[float] | None = None, units: Mapping[str, str] | None = None) -> ParetoFront:
     feasible = [r for r in records if r.feasible]
-    front = non_dominated(feasible, objectives)
+    front = _non_dominated_of_feasible(feasible, objectives)
     if reference is not None and len(reference) != len(objectives):
         raise ArchpruneError(f"--hv-ref has {len(reference)} values; the run has {len(objectives)} objectives "
                              f"({','.join(o.name for o in objectives)})")

@@ -150,7 +150,7 @@ class _Loop:
         self.evaluated = self.stalled = 0
         self.trials: int | None = None
         self.blocked_by_others = False  # the run's last trials are being evaluated by other processes
-        self.postfix_at = 0.0
+        self.postfix_at, self.postfix_every = 0.0, 2.0
         self.flushed_at = time.monotonic()
         self.unlogged: list[Callable[[], str]] = []  # log lines of trials not yet written (numbers pending)
 
@@ -286,9 +286,12 @@ class _Loop:
             self._flush()
         self.evaluated += 1
         self.bar.update(max(0, min(len(self.store), self.trials or len(self.store)) - self.bar.n))  # islands add too
-        if time.monotonic() - self.postfix_at > 2.0:  # the front of a 20,000-trial run is not free to recount
+        if time.monotonic() - self.postfix_at > self.postfix_every:  # the front of a big run is not free to recount
+            took = time.monotonic()
             _set_postfix(self.bar, self.store, self.objectives)
             self.postfix_at = time.monotonic()
+            # at most ~5% of the search: recounting 500,000 trials' front takes about a second
+            self.postfix_every = max(2.0, 20.0 * (self.postfix_at - took))
         for batch, index in self.waiting.pop(genome, []):
             batch.records[index] = record
         self._tell_complete()

@@ -1,9 +1,9 @@
 """The steady-state evolutionary search of MAE-NAS / DAMO-YOLO's TinyNAS, scored without training.
 
 The population starts from the space's baselines (the initial structure) and grows by mutation
-only: each child mutates a uniformly chosen member. A child that breaks a budget the space can
-check analytically (FLOPs, params, layers of a block structure) is dropped before anything is
-built or stored — counted, not recorded; duplicates are dropped too. After each batch the best
+only: each child mutates a uniformly chosen member, and is mutated again while it is a known
+genome. A child that breaks a budget the space can check analytically (FLOPs, params, layers of a
+block structure) is dropped before anything is built or stored — counted, not recorded. After each batch the best
 ``population`` members survive: by the one objective (a training-free score, usually), or by
 non-dominated sorting and crowding when there are several (``entropy:max,latency_ms:min``).
 Each ``ask`` hands out ``batch`` children so the store writes in batches, not one by one.
@@ -28,7 +28,12 @@ from search.objectives import Constraint, Objective
 from search.store import Store, TrialRecord
 from spaces._base import Genome, SearchSpace
 
-MAX_TRIES = 100  # mutations per wanted child before a batch goes out short
+MAX_TRIES = 100  # walks per wanted child before a batch goes out short
+# A child already seen (or another island's) is mutated again, a step further from its parent, up to
+# this many steps: after ~100,000 trials the population's one-step neighbourhood is mostly known, and
+# drawing a fresh parent each time cost 88% of the search in mutations (the rate fell ~950 -> ~50
+# structures/s, BENCHMARKS.md)
+MAX_WALK = 8
 FIRST_RECORDS_WAIT_S = 600.0  # an island other than 0 waits this long for island 0's first batch
 
 
@@ -45,6 +50,7 @@ class ZeroShotDriver(Driver):
         self.seen: set[Genome] = set()
         self.rejected = 0  # children dropped by the analytic budget check (never stored)
         self.heard = 0  # records other processes stored that joined this population
+        self.mutations = 0
         self.steps = 0
         self.store: Store | None = None
 
@@ -102,10 +108,14 @@ class ZeroShotDriver(Driver):
         children, tries = list(start), 0
         while len(children) < self.batch and tries < MAX_TRIES * self.batch:
             tries += 1
-            parent = parents[int(self.rng.integers(len(parents)))]
-            child = self.space.mutate(parent, self.rng)
-            if child in self.seen or (self.islands > 1 and hash(child) % self.islands != self.island):
-                continue  # known, or another island's to score (tuples of ints hash alike in every process)
+            child = parents[int(self.rng.integers(len(parents)))]
+            for _ in range(MAX_WALK):
+                child = self.space.mutate(child, self.rng)
+                self.mutations += 1
+                if child not in self.seen and self._mine(child):
+                    break
+            else:
+                continue
             self.seen.add(child)
             if self._breaks_budget(child):
                 self.rejected += 1
@@ -114,11 +124,15 @@ class ZeroShotDriver(Driver):
                                      else f"zeroshot-i{self.island}-s{self.steps}"))
         return children
 
+    def _mine(self, genome: Genome) -> bool:
+        """Whether this island scores ``genome`` (tuples of ints hash alike in every process)."""
+        return self.islands == 1 or hash(genome) % self.islands == self.island
+
     def report(self) -> str | None:
         heard = f"; {self.heard} trials of other islands joined its population" if self.heard else ""
         island = f" (island {self.island})" if self.island else ""
-        return (f"zero-shot EA{island}: {self.steps} steps, {self.rejected} children dropped by the analytic budget "
-                f"check (not stored){heard}")
+        return (f"zero-shot EA{island}: {self.steps} steps, {self.mutations} mutations, {self.rejected} children "
+                f"dropped by the analytic budget check (not stored){heard}")
 
     def tell(self, proposals: Sequence[Proposal], records: Sequence[TrialRecord]) -> None:
         pool = {m.genome: m for m in self.population}
