@@ -2,7 +2,7 @@
 
 A zero-shot search scores a structure in microseconds; what it spends its time on is the driver
 (mutation and the analytic budget check) and the store, in one Python process, so it used one core
-of two (346 structures/s, BENCHMARKS.md). Islands are the same search with seeds ``seed + i``: each
+of two (666 structures/s on a quiet core, 858 with two islands; BENCHMARKS.md). Islands are the same search with seeds ``seed + i``: each
 runs its own loop and executor and writes its own batches, and a driver that shares runs reads what
 the others stored before every batch (the zero-shot EA takes it into its population; an Optuna
 sampler reads the study anyway). Island 0 is the ``archprune search`` process: it starts the others

@@ -1,12 +1,12 @@
 """The steady-state evolutionary search of MAE-NAS / DAMO-YOLO's TinyNAS, scored without training.
 
-The population starts from the space's baselines (the initial structure) and grows by mutation
-only: each child mutates a uniformly chosen member, and is mutated again while it is a known
-genome. A child that breaks a budget the space can check analytically (FLOPs, params, layers of a
-block structure) is dropped before anything is built or stored — counted, not recorded. After each batch the best
-``population`` members survive: by the one objective (a training-free score, usually), or by
-non-dominated sorting and crowding when there are several (``entropy:max,latency_ms:min``).
-Each ``ask`` hands out ``batch`` children so the store writes in batches, not one by one.
+The population starts from the space's baselines (the initial structure) and grows by mutation only:
+each child mutates a uniformly chosen member, and is mutated again while it is a known genome. A
+child that breaks a budget the space can check analytically (FLOPs, params, layers of a block
+structure) is dropped before anything is built or stored — counted, not recorded. After each batch
+the best ``population`` members survive: by the one objective (a training-free score, usually), or
+by non-dominated sorting and crowding when there are several (``entropy:max,latency_ms:min``). Each
+``ask`` hands out ``batch`` children so the store writes in batches, not one by one.
 
 Several processes can share one run (``--islands N``; TinyNAS runs its EA over MPI ranks the same
 way): before each batch a process reads what the others stored since its last look and takes it
