@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from search.shared_keys import KeyTuples, SharedKeyMapping
+from search.shared_keys import JsonMapping, KeyTuples, SharedKeyMapping
 
 TABLE_NAME = "archprune_records"
 GENES_ATTR = "archprune:genes"  # study system attribute: the gene names, in the order rows store genomes
@@ -47,7 +47,8 @@ RECORDS = sa.Table(
     # an interrupted trial (FAIL without error text): not a record of the run, indexed so that
     # reconciling does not read it through Optuna again at every open
     sa.Column("skip", sa.Boolean, nullable=False, default=False),
-    sa.Column("data", sa.Text, nullable=False),  # [number, failed, genome, values, metrics, constraints, source, error]
+    # [number, failed, genome, values, metrics (JSON text; an object in rows written before), constraints, source, error]
+    sa.Column("data", sa.Text, nullable=False),
 )
 TRIALS = models.TrialModel.__table__
 
@@ -63,7 +64,7 @@ class IndexedTrial:
     failed: bool
     genome: tuple[int, ...]
     values: tuple[float, ...]
-    metrics: SharedKeyMapping
+    metrics: SharedKeyMapping | JsonMapping
     constraints: SharedKeyMapping
     source: str
     error: str | None
@@ -72,7 +73,9 @@ class IndexedTrial:
 def encode(number: int, failed: bool, genome: Sequence[int], values: Sequence[float] | None,
            metrics: Mapping[str, Any], constraints: Mapping[str, float] | None, source: str,
            error: str | None) -> str:
-    return json.dumps([number, bool(failed), [int(c) for c in genome], list(values or ()), dict(metrics),
+    # the metrics as a JSON text inside the row: decoded only when read (shared_keys.JsonMapping)
+    return json.dumps([number, bool(failed), [int(c) for c in genome], list(values or ()),
+                       json.dumps(dict(metrics), separators=(",", ":")),
                        dict(constraints or {}), source, error], separators=(",", ":"))
 
 
@@ -85,8 +88,10 @@ def decode_all(result: sa.CursorResult, keys: KeyTuples) -> Iterator[IndexedTria
         decoded = json.loads("[" + ",".join([r[3] for r in chunk]) + "]")
         for (seq, trial_id, skip, _), (number, failed, genome, values, metrics, constraints, source, error) \
                 in zip(chunk, decoded):
+            # rows written before the metrics became text hold them as an object
             yield IndexedTrial(seq, trial_id, skip, number, failed, tuple(genome), tuple(values),
-                               mapping(metrics), mapping(constraints), intern(source), error)
+                               JsonMapping(metrics, keys) if isinstance(metrics, str) else mapping(metrics),
+                               mapping(constraints), intern(source), error)
 
 
 def row_of_number(conn: sa.Connection, study_id: int, number: int, keys: KeyTuples) -> IndexedTrial | None:

@@ -217,3 +217,19 @@ def test_one_trial_is_read_alone_and_equals_the_whole_read(tmp_path) -> None:
     interrupted = max(t.number for t in writer.study.get_trials() if t.state == TrialState.FAIL)
     lazy = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
     assert lazy.record(interrupted) is None and lazy.record(999) is None  # not records of the run
+
+
+def test_rows_written_before_the_metrics_became_text_read_the_same(tmp_path) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    writer = _mixed_store(url)
+    with sqlite3.connect(tmp_path / "mix.db") as db:  # rewrite every row as the older code wrote it
+        rows = db.execute(f"SELECT seq, data FROM {TABLE_NAME}").fetchall()
+        assert all(isinstance(json.loads(data)[4], str) for _, data in rows)  # now: metrics as JSON text
+        old = [(json.dumps([*d[:4], json.loads(d[4]), *d[5:]]), seq) for seq, d in
+               ((seq, json.loads(data)) for seq, data in rows)]
+        db.executemany(f"UPDATE {TABLE_NAME} SET data = ? WHERE seq = ?", old)
+    reader = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
+    assert _fields(reader) == _fields(writer) == _orm_fields(url, "mix", tmp_path)
+    assert [dict(r.metrics) for r in reader.records()] == [dict(r.metrics) for r in writer.records()]
