@@ -49,26 +49,22 @@ class SharedKeyMapping(Mapping[str, Any]):
         return dict, (dict(zip(self._keys, self._values)),)
 
 
-class JsonMapping(Mapping[str, Any]):
-    """A read-only mapping kept as its JSON text until first read, then as a shared-key mapping.
+class LazyMapping(Mapping[str, Any]):
+    """A read-only mapping built the first time it is read (``_load``): what a run's records hold
+    for the parts only a report or an export reads (a trial's config, its metrics)."""
 
-    Opening a 500,000-trial run needs every trial's genome, values and constraint violations (the
-    front, a resume's duplicates), but the metrics only of the few trials a report prints: parsing
-    them as text and building them on demand cut the open's decoding by about a third.
-    """
+    __slots__ = ("_loaded",)
 
-    __slots__ = ("_text", "_keys", "_mapping")
+    def __init__(self) -> None:
+        self._loaded: Mapping[str, Any] | None = None
 
-    def __init__(self, text: str, keys: "KeyTuples") -> None:
-        self._text, self._keys, self._mapping = text, keys, None
+    def _load(self) -> Mapping[str, Any]:
+        raise NotImplementedError
 
-    def _get(self) -> SharedKeyMapping:
-        if self._mapping is None:
-            import json
-
-            self._mapping = self._keys.mapping(json.loads(self._text))
-            self._text = ""
-        return self._mapping
+    def _get(self) -> Mapping[str, Any]:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
 
     def __getitem__(self, key: str) -> Any:
         return self._get()[key]
@@ -76,10 +72,10 @@ class JsonMapping(Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return key in self._get()
 
-    def values(self) -> tuple[Any, ...]:  # type: ignore[override]
+    def values(self) -> Any:  # type: ignore[override]
         return self._get().values()
 
-    def items(self) -> tuple[tuple[str, Any], ...]:  # type: ignore[override]
+    def items(self) -> Any:  # type: ignore[override]
         return self._get().items()
 
     def __iter__(self) -> Iterator[str]:
@@ -91,8 +87,30 @@ class JsonMapping(Mapping[str, Any]):
     def __repr__(self) -> str:
         return repr(self._get())
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (to worker processes) as the plain dict it stands for
         return dict, (dict(self._get().items()),)
+
+
+class JsonMapping(LazyMapping):
+    """Metrics kept as their JSON text until first read, then as a shared-key mapping.
+
+    Opening a 500,000-trial run needs every trial's genome, values and constraint violations (the
+    front, a resume's duplicates), but the metrics only of the few trials a report prints: parsing
+    them as text and building them on demand cut the open's decoding by about a third.
+    """
+
+    __slots__ = ("_text", "_keys")
+
+    def __init__(self, text: str, keys: "KeyTuples") -> None:
+        super().__init__()
+        self._text, self._keys = text, keys
+
+    def _load(self) -> SharedKeyMapping:
+        import json
+
+        loaded = self._keys.mapping(json.loads(self._text))
+        self._text = ""  # held once, as the mapping
+        return loaded
 
 
 class KeyTuples:

@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from search import store_index
 from search.objectives import Objective
-from search.shared_keys import KeyTuples
+from search.shared_keys import KeyTuples, LazyMapping
 from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
 from spaces.errors import ArchpruneError
@@ -68,31 +68,18 @@ def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     study.enqueue_trial(trial.params, user_attrs={"source": "retry", "retry_of": trial.number})
 
 
-class StoredConfig(Mapping[str, Any]):
+class StoredConfig(LazyMapping):
     """A trial's config, read from the store the first time it is looked at. Only the front's
     plots, the pick and an export read configs; holding every one in memory cost ~3 KiB a trial."""
 
-    __slots__ = ("_read", "_trial_id", "_value")
+    __slots__ = ("_read", "_trial_id")
 
     def __init__(self, read: Callable[[int], dict[str, Any]], trial_id: int) -> None:
-        self._read, self._trial_id, self._value = read, trial_id, None
+        super().__init__()
+        self._read, self._trial_id = read, trial_id
 
-    def _get(self) -> dict[str, Any]:
-        if self._value is None:
-            self._value = self._read(self._trial_id)
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
+    def _load(self) -> dict[str, Any]:
+        return self._read(self._trial_id)
 
 
 @dataclass(slots=True)
