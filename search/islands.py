@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import traceback
 from typing import Any, Callable
 
 from search.pareto import non_dominated
@@ -31,11 +32,15 @@ def island_main(values: dict[str, Any], island: int) -> None:
     from search.job import file_logger, run_search
 
     settings = RunSettings.from_dict(values)
+    log = file_logger(settings.run_dir() / "search.log")
     try:
         run_search(settings, progress=False, say=lambda line: None, island=island)
     except ArchpruneError as err:  # the user reads search.log and island 0's summary, not this process's stderr
-        file_logger(settings.run_dir() / "search.log")(f"[island {island}] stopped by an error: {err}")
+        log(f"[island {island}] stopped by an error: {err}")
         sys.exit(2)
+    except Exception:  # a bug: its traceback goes where island 0's summary points
+        log(f"[island {island}] crashed:\n{traceback.format_exc().rstrip()}")
+        sys.exit(1)
 
 
 class Islands:
