@@ -231,6 +231,7 @@ class Store:
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
         self._order = self._index_order() if self._indexed else None
         self._by_genome: dict[Genome, TrialRecord] = {}
+        self._sorted: list[TrialRecord] | None = None  # records() until the next change
         self._loaded: set[int] = set()  # trial numbers read through Optuna (store without index)
         self._seq = 0  # the last index row read
         self._keys = KeyTuples()  # the key tuples the records' metrics and constraints share
@@ -278,6 +279,7 @@ class Store:
             record = self._record(trial)
             if record.genome not in self._by_genome:
                 self._by_genome[record.genome] = record
+                self._sorted = None
                 fresh.append(record)
         return fresh
 
@@ -355,6 +357,7 @@ class Store:
                 if held is None or held.number > row.number:
                     record = self._row_record(row, genome)
                     self._by_genome[genome] = record
+                    self._sorted = None
                     if held is None:
                         fresh.append(record)
         return fresh
@@ -383,6 +386,7 @@ class Store:
             record = self._record(trial)
             if not interrupted:
                 self._by_genome.setdefault(record.genome, record)
+                self._sorted = None
             rows.append(self._index_row(trial._trial_id, record, skip=interrupted))
         if self._writable:
             for start in range(0, len(rows), 1000):
@@ -427,7 +431,9 @@ class Store:
 
     def records(self) -> list[TrialRecord]:
         self._ensure_open()
-        return sorted(self._by_genome.values(), key=lambda r: r.number)
+        if self._sorted is None:  # a search's end asks 3 times, and a sort of 500,000 records is not free
+            self._sorted = sorted(self._by_genome.values(), key=lambda r: r.number)
+        return list(self._sorted)
 
     def record(self, number: int) -> TrialRecord | None:
         """Trial ``number``'s record, or None. A read-only run not yet read whole reads that one row
@@ -459,11 +465,13 @@ class Store:
             record = _make_record(-1, tuple(genome), state, values, user_attrs, constraints)
             self._pending.append((trial, record))
             self._by_genome.setdefault(record.genome, record)  # answers repeats at once, written or not
+            self._sorted = None
             if not defer:
                 self.flush()
             return record
         record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
         self._by_genome.setdefault(record.genome, record)
+        self._sorted = None
         if self._indexed:
             self._indexed_now(asked._trial_id, record)
         else:
@@ -489,6 +497,7 @@ class Store:
 
         numbered = add_finished_trials(self.storage, self._study_id, [t for t, _ in self._pending],
                                        index_rows if self._indexed else None)
+        self._sorted = None  # the held records get their numbers
         for (trial_id, number), record in zip(numbered, records):
             record.number = number
             if self._indexed:
