@@ -5,12 +5,8 @@
 # 3. the iterative recipe; 4. the 70% rows recovered with seeds 1 and 2 (is the 0.0009 between the
 # re-ranked pick and LAMP-sparse more than one seed's luck?); 5. the plain base's 16 truths on the
 # current genome set.
-cd ~/archprune-bench || exit 1
-export PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+source "$(dirname "$0")/outcome_queue_env.sh"
 P="taskset -c 1 .venv/bin/python"
-OUT=/work/main/bench/runs/prune-outcome-lamp-exact
-FLAGS="--bases plain=yolov8n-digits,sparse=yolov8n-digits-sparse --proxy finetune --trials 72 --min-keep 0.0625 --width-steps 64 --round-to 1 --importance lamp --out $OUT"
-RERANK="--rerank-bases sparse --rerank-top 4 --rerank-epochs 3 --rerank-starts"
 $P bench/proxy_fidelity.py --bases sparse=yolov8n-digits-sparse,elastic=yolov8n-digits-elastic --out /work/main/bench/runs/proxy-fidelity || exit 1
 $P bench/prune_outcome.py $FLAGS --only lamp-sparse,l1-plain,lamp-plain,l1-sparse --budgets 0.7,0.5 || exit 1
 $P bench/prune_outcome.py $FLAGS --iterative-bases plain --only iterative-plain --budgets 0.7,0.5 || exit 1

@@ -76,12 +76,12 @@ class ZeroShotDriver(Driver):
         deadline = time.monotonic() + FIRST_RECORDS_WAIT_S
         while True:
             self.store.refresh()
-            records = [r for r in self.store.records() if not r.failed]
-            if records or time.monotonic() > deadline:
+            stored = self.store.records()
+            if any(not r.failed for r in stored) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        self.seen.update(r.genome for r in self.store.records())
-        self._select([Member(r.genome, r) for r in records])
+        self.seen.update(r.genome for r in stored)
+        self._select([Member(r.genome, r) for r in stored if not r.failed])
         return self.population
 
     def _breaks_budget(self, genome: Genome) -> bool:
