@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import gc
 import math
 import os
@@ -63,8 +64,11 @@ def _process_gone(worker: str) -> bool:
     return False
 
 
-def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """A trial that never finished: ask its candidate again, first."""
+def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, genes: int | None = None) -> None:
+    """A trial that never finished: ask its candidate again, first. A trial whose process died while
+    its genes were drawn (fewer than ``genes``) was never a candidate: nothing to ask again."""
+    if genes is not None and len(trial.params) < genes:
+        return
     study.enqueue_trial(trial.params, user_attrs={"source": "retry", "retry_of": trial.number})
 
 
@@ -155,7 +159,8 @@ def read_only_url(url: str) -> str:
     return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, read_only: bool = False) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, read_only: bool = False,
+                 genes: int | None = None) -> optuna.storages.BaseStorage:
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if read_only:
@@ -164,7 +169,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, read_only: bool = Fal
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9, and what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
-                                              heartbeat_stale_trial_callback=_requeue)
+                                              heartbeat_stale_trial_callback=functools.partial(_requeue, genes=genes))
     except Exception as err:  # SQLAlchemy raises many kinds; the user needs the URL and the reason
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchpruneError(f"cannot open storage {url!r}: {reason}") from None
@@ -193,7 +198,7 @@ class Store:
         ranges come from the stored trials). ``read_only``: the run must exist and is never written
         (``pareto``, ``export``)."""
         self.url, self.run, self.objectives = url, run, list(objectives)
-        self.storage = open_storage(url, heartbeat_s, read_only=read_only)
+        self.storage = open_storage(url, heartbeat_s, read_only=read_only, genes=len(genes) if genes else None)
         self.heartbeat_s = heartbeat_s
         self._live: set[int] = set()  # trial ids this process asked for and has not finished
         self._beating: threading.Thread | None = None
@@ -383,7 +388,7 @@ class Store:
         rows = []
         for trial in sorted(trials, key=lambda t: t.number):
             interrupted = trial.state == TrialState.FAIL and "error" not in trial.user_attrs
-            record = self._record(trial)
+            record = self._interrupted_record(trial) if interrupted else self._record(trial)
             if not interrupted:
                 self._by_genome.setdefault(record.genome, record)
                 self._sorted = None
@@ -410,6 +415,12 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
     def _record(self, trial: optuna.trial.FrozenTrial) -> TrialRecord:
         genome = tuple(int(trial.params[g.name]) for g in self.genes)
+        return _make_record(trial.number, genome, trial.state, trial.values, trial.user_attrs, trial.constraints)
+
+    def _interrupted_record(self, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        """A trial that never finished, for its skip row: its process may have died while drawing its
+        genes, so a gene it never drew reads -1 (the row is never read back as a candidate)."""
+        genome = tuple(int(trial.params.get(g.name, -1)) for g in self.genes)
         return _make_record(trial.number, genome, trial.state, trial.values, trial.user_attrs, trial.constraints)
 
     def lookup(self, genome: Genome) -> TrialRecord | None:
@@ -625,7 +636,7 @@ class Store:
                     continue
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 continue  # another process recovered it first
-            _requeue(self.study, trial)
+            _requeue(self.study, trial, len(self.genes))
             recovered += 1
         return recovered
 

@@ -197,6 +197,23 @@ def test_optuna_driver_reruns_a_trial_its_killed_process_left_running(tmp_path) 
     assert genome in {r.genome for r in records}  # asked again first, evaluated once
     assert len(Store(url, "o", OBJECTIVES, ToySpace().genes)) == 10
 
+def test_a_process_killed_while_drawing_a_trials_genes_leaves_a_run_that_opens_and_goes_on(tmp_path) -> None:
+    from search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    first, _, _ = run(storage=url, trials=4, driver="optuna-tpe", name="g")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    half = first.store.study.ask()  # the worker is written, then the process dies after one gene of five
+    half.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    half.suggest_int(ToySpace().genes[0].name, 0, len(ToySpace().genes[0].choices) - 1)
+    again, _, _ = run(storage=url, trials=6, driver="optuna-tpe", name="g")  # fails it: no candidate to ask again
+    states = {t.number: t for t in again.store.study.get_trials()}
+    assert states[half.number].state == optuna.trial.TrialState.FAIL
+    assert not any(t.user_attrs.get("retry_of") == half.number for t in states.values())
+    assert len(again.store.records()) == 6
+    assert len(Store(url, "g", OBJECTIVES, ToySpace().genes)) == 6  # its unindexed FAIL row is read, not a KeyError
+
 
 def test_a_trial_whose_heartbeat_stops_is_recovered_by_another_process(tmp_path) -> None:
     from search.store import Store
