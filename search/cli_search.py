@@ -195,16 +195,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     verb = {"trials": "done", "time-budget": "time budget spent", "exhausted": "no new candidates left"}.get(
         result.stopped, f"stopped ({result.stopped}); run the same command again to resume")
     print(f"{verb}: {result.evaluated} new trials, {len(result.store)} in the run")
-    _refuse_all_failed(result.store.records(), settings.run_dir())
+    _refuse_all_failed(result.store, settings.run_dir())
     report_front(result.store, settings.run_name(), settings.run_dir(), as_json=False, hv_ref=None, plots=True)
     return 130 if result.stopped in ("interrupted", "terminated") else 0
 
 
-def _refuse_all_failed(records: list[Any], run_dir: Path) -> None:
+def _refuse_all_failed(store: Any, run_dir: Path) -> None:
     """A run none of whose trials evaluated has no front: an error (exit 2) with the first reason,
     not "front: 0 of 0 feasible" and exit 0."""
-    if not records or not all(r.failed for r in records):
+    trials, _, failed = store.counts()
+    if not trials or failed < trials:
         return
+    records = store.records()
     first = next((r.reason for r in records if r.reason), "unknown")
     raise ArchpruneError(f"{len(records)} of {len(records)} trials failed: {first} (every trial in "
                          f"{run_dir / 'search.log'}); fix the input and start a new --run")

@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from search.pareto import non_dominated
+from search.pareto import stored_front
 from search.runner import SearchResult
 from search.settings import RunSettings
 from spaces.errors import ArchpruneError
@@ -77,7 +77,7 @@ class Islands:
         failed = [f"island {i} (exit code {p.exitcode})" for i, p in enumerate(self.processes, start=1) if p.exitcode]
         store = result.store
         store.refresh()
-        front = non_dominated(store.records(), store.objectives)
+        front = stored_front(store)
         line = (f"{len(self.processes) + 1} islands: {len(store)} trials in the store, front of {len(front)}"
                 + (f"; {', '.join(failed)} stopped early, see search.log" if failed else ""))
         log(line)

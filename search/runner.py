@@ -25,7 +25,7 @@ from evaluators._base import Evaluator
 from search.drivers import Driver, Proposal, make_driver
 from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
-from search.pareto import non_dominated
+from search.pareto import stored_front
 from search.pipeline import EvaluationPipeline, Outcome
 from search.store import Store, TrialRecord, storage_failure
 from spaces._base import Genome, InvalidGenome, SearchSpace
@@ -171,7 +171,7 @@ class _Loop:
             log(f"resuming run {store.run!r}: {len(store)} trials already in the store")
         self.bar = tqdm(total=trials, initial=min(len(store), trials or len(store)), unit="cand",
                         disable=not progress, dynamic_ncols=True, file=sys.stderr, desc="search")
-        _set_postfix(self.bar, store, self.objectives)
+        _set_postfix(self.bar, store)
         stopped: str | None = None
         with _signals(flag):
             while True:
@@ -195,7 +195,7 @@ class _Loop:
         for genome, proposal in self.queued:  # asked but never evaluated: asked again next time
             self.driver.withdraw(proposal, stopped or "stopped")
         self.bar.close()
-        front = non_dominated(store.records(), self.objectives)
+        front = stored_front(store)
         summary = self.driver.report()
         if summary:
             log(summary)
@@ -288,7 +288,7 @@ class _Loop:
         self.bar.update(max(0, min(len(self.store), self.trials or len(self.store)) - self.bar.n))  # islands add too
         if time.monotonic() - self.postfix_at > self.postfix_every:  # the front of a big run is not free to recount
             took = time.monotonic()
-            _set_postfix(self.bar, self.store, self.objectives)
+            _set_postfix(self.bar, self.store)
             self.postfix_at = time.monotonic()
             # at most ~5% of the search: recounting 500,000 trials' front takes about a second
             self.postfix_every = max(2.0, 20.0 * (self.postfix_at - took))
@@ -346,10 +346,8 @@ def _store_outcome(outcome: Outcome, store: Store, genome: Genome, source: str, 
     return record
 
 
-def _set_postfix(bar: tqdm, store: Store, objectives: Sequence[Objective]) -> None:
+def _set_postfix(bar: tqdm, store: Store) -> None:
     if bar.disable:
         return
-    records = store.records()
-    feasible = sum(r.feasible for r in records)
-    bar.set_postfix(feasible=feasible, front=len(non_dominated(records, objectives)),
-                    failed=sum(r.failed for r in records), refresh=False)
+    _, feasible, failed = store.counts()  # from the store's columns: no record is built but the front's
+    bar.set_postfix(feasible=feasible, front=len(stored_front(store)), failed=failed, refresh=False)

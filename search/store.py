@@ -23,18 +23,22 @@ import math
 import os
 import re
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
 from search import store_index
 from search.objectives import Objective
+from search.record_table import NOT_WRITTEN, RecordTable
 from search.shared_keys import KeyTuples, LazyMapping
 from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
@@ -72,6 +76,16 @@ def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, genes: int | 
     study.enqueue_trial(trial.params, user_attrs={"source": "retry", "retry_of": trial.number})
 
 
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _table_record(number: int, genome: Genome, failed: bool, values: tuple[float, ...], metrics: Mapping[str, Any],
+                  constraints: Mapping[str, float], config: Mapping[str, Any], source: str, error: str | None,
+                  violation: float) -> TrialRecord:
+    return TrialRecord(number, genome, failed, values, metrics, constraints, config, source, error,
+                       None if failed else violation)
+
+
 class StoredConfig(LazyMapping):
     """A trial's config, read from the store the first time it is looked at. Only the front's
     plots, the pick and an export read configs; holding every one in memory cost ~3 KiB a trial."""
@@ -99,12 +113,16 @@ class TrialRecord:
     config: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     error: str | None = None
+    # the violation as the store's columns hold it: a record built from them reads no constraints
+    known_violation: float | None = field(default=None, repr=False, compare=False)
 
     @property
     def violation(self) -> float:
         """Total constraint violation (0 when feasible, inf when the candidate failed)."""
         if self.failed:
             return math.inf
+        if self.known_violation is not None:
+            return self.known_violation
         return sum(max(0.0, v) for v in self.constraints.values())
 
     @property
@@ -112,9 +130,13 @@ class TrialRecord:
         # loops, not sum()/all() over generators: a front of 500,000 trials asks this of each
         if self.failed:
             return False
-        for v in self.constraints.values():
-            if v > 0.0:
+        if self.known_violation is not None:
+            if self.known_violation > 0.0:
                 return False
+        else:
+            for v in self.constraints.values():
+                if v > 0.0:
+                    return False
         isfinite = math.isfinite
         for v in self.values:
             if not isfinite(v):
@@ -235,8 +257,9 @@ class Store:
         self.genes = list(genes) if genes is not None else self._stored_genes()
         self.distributions = {g.name: IntDistribution(0, len(g.choices) - 1) for g in self.genes}
         self._order = self._index_order() if self._indexed else None
-        self._by_genome: dict[Genome, TrialRecord] = {}
-        self._sorted: list[TrialRecord] | None = None  # records() until the next change
+        narrow = all(len(g.choices) <= 256 for g in self.genes)
+        self._table = RecordTable(len(self.objectives), narrow, self._read_part if self._indexed else None,
+                                  _table_record)
         self._loaded: set[int] = set()  # trial numbers read through Optuna (store without index)
         self._seq = 0  # the last index row read
         self._keys = KeyTuples()  # the key tuples the records' metrics and constraints share
@@ -263,7 +286,7 @@ class Store:
         """Load trials finished since the last look (by other processes sharing the study); how many."""
         if not self._opened:
             self._open()
-            return len(self._by_genome)
+            return len(self._table)
         return len(self.refresh_records())
 
     def refresh_records(self) -> list[TrialRecord]:
@@ -273,7 +296,7 @@ class Store:
             self._open()
             return self.records()
         if self._indexed:
-            return self._read_index()
+            return [self._table.get(genome) for genome in self._read_index()]
         fresh = []
         for trial in self.study.get_trials(deepcopy=False, states=FINISHED):
             if trial.number in self._loaded:
@@ -282,9 +305,8 @@ class Store:
             if trial.state == TrialState.FAIL and "error" not in trial.user_attrs:
                 continue  # never finished (interrupted, stale): not a trial of the run; asked again
             record = self._record(trial)
-            if record.genome not in self._by_genome:
-                self._by_genome[record.genome] = record
-                self._sorted = None
+            if record.genome not in self._table:
+                self._hold(record)
                 fresh.append(record)
         return fresh
 
@@ -347,24 +369,41 @@ class Store:
         return TrialRecord(row.number, genome, row.failed, row.values, row.metrics, row.constraints,
                            StoredConfig(self._read_config, row.trial_id), row.source, row.error)
 
-    def _read_index(self) -> list[TrialRecord]:
-        """Read the index rows not read before; the records of candidates new to this process."""
+    def _read_part(self, trial_id: int, part: str) -> Mapping[str, Any]:
+        """A written trial's metrics, constraints or config, for a record built from the columns."""
+        if part == "config":
+            return self._read_config(trial_id)
+        with self._engine.connect() as conn:
+            row = store_index.row_of_trial(conn, trial_id, self._keys)
+        if row is None:
+            return {}
+        return row.metrics if part == "metrics" else row.constraints
+
+    def _hold(self, record: TrialRecord, trial_id: int = NOT_WRITTEN) -> bool:
+        """Keep a finished candidate in the columns (its parts stay readable from the store once
+        ``trial_id`` is written there); False when an earlier trial of its genome is held."""
+        return self._table.put(record.number, record.genome, record.failed, record.values, record.metrics,
+                               record.constraints, record.config, record.source, record.error, trial_id)
+
+    def _read_index(self) -> list[Genome]:
+        """Read the index rows not read before; the genomes new to this process."""
         fresh = []
+        table, order, intern = self._table, self._order, sys.intern
         with self._engine.connect() as conn, gc_paused():
-            for row in store_index.read_since(conn, self._study_id, self._seq, self._keys, self._reread):
-                self._seq = max(self._seq, row.seq)
-                if row.skip:
+            # plain decoded rows, no record objects: a record is built only when asked for
+            for (seq, trial_id, skip, _), (number, failed, genome, values, _metrics, constraints, source, error) \
+                    in store_index.read_since(conn, self._study_id, self._seq, self._reread):
+                self._seq = max(self._seq, seq)
+                if skip:
                     continue
-                genome = self._row_genome(row)
-                held = self._by_genome.get(genome)
+                if order is not None:
+                    genome = [genome[i] for i in order]
+                new = genome not in table
                 # a genome finished twice (two processes): the first trial is the record, as Optuna's
                 # tables read in trial order; rows come in seq order, which other writers can interleave
-                if held is None or held.number > row.number:
-                    record = self._row_record(row, genome)
-                    self._by_genome[genome] = record
-                    self._sorted = None
-                    if held is None:
-                        fresh.append(record)
+                if table.put(number, genome, failed, values, EMPTY, constraints, EMPTY, intern(source), error,
+                             trial_id) and new:
+                    fresh.append(tuple(genome))
         return fresh
 
     def _index_row(self, trial_id: int, record: TrialRecord, skip: bool = False) -> dict[str, Any]:
@@ -389,9 +428,8 @@ class Store:
         for trial in sorted(trials, key=lambda t: t.number):
             interrupted = trial.state == TrialState.FAIL and "error" not in trial.user_attrs
             record = self._interrupted_record(trial) if interrupted else self._record(trial)
-            if not interrupted:
-                self._by_genome.setdefault(record.genome, record)
-                self._sorted = None
+            if not interrupted:  # read-only: no row is written, so the record keeps its parts
+                self._hold(record, trial._trial_id if self._writable else NOT_WRITTEN)
             rows.append(self._index_row(trial._trial_id, record, skip=interrupted))
         if self._writable:
             for start in range(0, len(rows), 1000):
@@ -402,7 +440,6 @@ class Store:
         """A trial finished through Optuna (``tell``): its index row, in a transaction of its own."""
         with self._engine.begin() as conn:
             store_index.insert_rows(conn, [self._index_row(trial_id, record)])
-        record.config = StoredConfig(self._read_config, trial_id)
 
     def _trials_in(self, state: TrialState) -> list[optuna.trial.FrozenTrial]:
         """The study's trials in ``state`` (RUNNING, WAITING: a few), without reading every trial."""
@@ -425,7 +462,7 @@ class Store:
 
     def lookup(self, genome: Genome) -> TrialRecord | None:
         self._ensure_open()
-        return self._by_genome.get(tuple(genome))
+        return self._table.get(genome)
 
     def keep_metric_units(self, units: dict[str, str]) -> None:
         """Store what the run's evaluators declare as units, so reading the run (``pareto``) needs
@@ -441,10 +478,26 @@ class Store:
         return dict(stored) if isinstance(stored, dict) else None
 
     def records(self) -> list[TrialRecord]:
+        """Every record, by trial number, built now: a search asks the columns instead
+        (``counts``, ``feasible_values``), which build none."""
         self._ensure_open()
-        if self._sorted is None:  # a search's end asks 3 times, and a sort of 500,000 records is not free
-            self._sorted = sorted(self._by_genome.values(), key=lambda r: r.number)
-        return list(self._sorted)
+        with gc_paused():
+            return list(self._table.records())
+
+    def counts(self) -> tuple[int, int, int]:
+        """(trials, feasible, failed) of the run as this process has read it."""
+        self._ensure_open()
+        return len(self._table), len(self._table.feasible_rows()), self._table.failed_count()
+
+    def feasible_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """The feasible records' rows and their objective values (rows x objectives), for a front
+        computed without building a record per trial."""
+        self._ensure_open()
+        rows = self._table.feasible_rows()
+        return rows, self._table.values_of(rows)
+
+    def records_of(self, rows: Sequence[int]) -> list[TrialRecord]:
+        return list(self._table.records([int(r) for r in rows]))
 
     def record(self, number: int) -> TrialRecord | None:
         """Trial ``number``'s record, or None. A read-only run not yet read whole reads that one row
@@ -455,11 +508,11 @@ class Store:
             if row is not None and not row.skip:
                 return self._row_record(row, self._row_genome(row))
             self._open()  # not indexed yet (reconciling decides) or not a record
-        return next((r for r in self._by_genome.values() if r.number == number), None)
+        return self._table.by_number(number)
 
     def __len__(self) -> int:
         self._ensure_open()
-        return len(self._by_genome)
+        return len(self._table)
 
     # -- writing ---------------------------------------------------------------------------
     def _add(self, genome: Genome, state: TrialState, values: list[float] | None, user_attrs: dict[str, Any],
@@ -475,17 +528,16 @@ class Store:
                                               constraints=constraints or None)
             record = _make_record(-1, tuple(genome), state, values, user_attrs, constraints)
             self._pending.append((trial, record))
-            self._by_genome.setdefault(record.genome, record)  # answers repeats at once, written or not
-            self._sorted = None
+            self._hold(record)  # answers repeats at once, written or not
             if not defer:
                 self.flush()
             return record
         record = _make_record(number, tuple(genome), state, values, user_attrs, constraints)
-        self._by_genome.setdefault(record.genome, record)
-        self._sorted = None
         if self._indexed:
             self._indexed_now(asked._trial_id, record)
+            self._hold(record, asked._trial_id)
         else:
+            self._hold(record)
             self._loaded.add(number)
         return record
 
@@ -508,12 +560,11 @@ class Store:
 
         numbered = add_finished_trials(self.storage, self._study_id, [t for t, _ in self._pending],
                                        index_rows if self._indexed else None)
-        self._sorted = None  # the held records get their numbers
         for (trial_id, number), record in zip(numbered, records):
             record.number = number
-            if self._indexed:
-                record.config = StoredConfig(self._read_config, trial_id)
-            else:
+            if self._table.number_of(record.genome) == -1:  # held as this batch's record, not numbered yet
+                self._table.written(record.genome, number, trial_id)
+            if not self._indexed:
                 self._loaded.add(number)
         self._pending = []
 

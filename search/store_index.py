@@ -79,19 +79,23 @@ def encode(number: int, failed: bool, genome: Sequence[int], values: Sequence[fl
                        dict(constraints or {}), source, error], separators=(",", ":"))
 
 
-def decode_all(result: sa.CursorResult, keys: KeyTuples) -> Iterator[IndexedTrial]:
-    """Decode rows in chunks (fetched by ``fetchmany``), each chunk one ``json.loads`` of a JSON
-    array: a call per row cost more than the parsing, and one parse shares the key strings of all
-    the rows it holds."""
-    mapping, intern = keys.mapping, sys.intern
+def decode_rows(result: sa.CursorResult) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
+    """((seq, trial_id, skip, data), [number, failed, genome, values, metrics, constraints, source,
+    error]) per row, decoded in chunks (fetched by ``fetchmany``), each chunk one ``json.loads`` of
+    a JSON array: a call per row cost more than the parsing, and one parse shares the key strings
+    of all the rows it holds."""
     for chunk in result.partitions(DECODE_CHUNK):
-        decoded = json.loads("[" + ",".join([r[3] for r in chunk]) + "]")
-        for (seq, trial_id, skip, _), (number, failed, genome, values, metrics, constraints, source, error) \
-                in zip(chunk, decoded):
-            # rows written before the metrics became text hold them as an object
-            yield IndexedTrial(seq, trial_id, skip, number, failed, tuple(genome), tuple(values),
-                               JsonMapping(metrics, keys) if isinstance(metrics, str) else mapping(metrics),
-                               mapping(constraints), intern(source), error)
+        yield from zip(chunk, json.loads("[" + ",".join([r[3] for r in chunk]) + "]"))
+
+
+def decode_all(result: sa.CursorResult, keys: KeyTuples) -> Iterator[IndexedTrial]:
+    mapping, intern = keys.mapping, sys.intern
+    for (seq, trial_id, skip, _), (number, failed, genome, values, metrics, constraints, source, error) \
+            in decode_rows(result):
+        # rows written before the metrics became text hold them as an object
+        yield IndexedTrial(seq, trial_id, skip, number, failed, tuple(genome), tuple(values),
+                           JsonMapping(metrics, keys) if isinstance(metrics, str) else mapping(metrics),
+                           mapping(constraints), intern(source), error)
 
 
 def row_of_number(conn: sa.Connection, study_id: int, number: int, keys: KeyTuples) -> IndexedTrial | None:
@@ -99,6 +103,13 @@ def row_of_number(conn: sa.Connection, study_id: int, number: int, keys: KeyTupl
     query = (sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data)
              .join(TRIALS, TRIALS.c.trial_id == RECORDS.c.trial_id)
              .where(TRIALS.c.study_id == study_id, TRIALS.c.number == number))
+    return next(decode_all(conn.execute(query), keys), None)
+
+
+def row_of_trial(conn: sa.Connection, trial_id: int, keys: KeyTuples) -> IndexedTrial | None:
+    """The row of trial ``trial_id``, or None when it has none (yet)."""
+    query = sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data).where(
+        RECORDS.c.trial_id == trial_id)
     return next(decode_all(conn.execute(query), keys), None)
 
 
@@ -130,14 +141,14 @@ def insert_rows(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
                 pass
 
 
-def read_since(conn: sa.Connection, study_id: int, after_seq: int, keys: KeyTuples,
-               reread: int = REREAD) -> Iterator[IndexedTrial]:
+def read_since(conn: sa.Connection, study_id: int, after_seq: int,
+               reread: int = REREAD) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
     """The study's rows after ``after_seq`` (minus the ``reread`` window), in seq order, decoded as
-    they are read (a 500,000-trial run's rows are never all in memory at once)."""
+    they are read (``decode_rows``: a 500,000-trial run's rows are never all in memory at once)."""
     query = (sa.select(RECORDS.c.seq, RECORDS.c.trial_id, RECORDS.c.skip, RECORDS.c.data)
              .where(RECORDS.c.study_id == study_id, RECORDS.c.seq > max(0, after_seq - reread))
              .order_by(RECORDS.c.seq))
-    return decode_all(conn.execute(query), keys)
+    return decode_rows(conn.execute(query))
 
 
 def unindexed_finished(conn: sa.Connection, study_id: int) -> list[int]:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fields(store: Store) -> list[tuple]:
-    return [(r.number, r.genome, r.failed, r.values, r.metrics, r.constraints, dict(r.config), r.source, r.error)
+    return [(r.number, r.genome, r.failed, r.values, dict(r.metrics), dict(r.constraints), dict(r.config), r.source, r.error)
             for r in store.records()]
 
 
