@@ -20,7 +20,7 @@ unchanged.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from search.drivers._base import Driver, Proposal
 from search.drivers.nsga2 import Member, select_survivors
@@ -37,6 +37,27 @@ MAX_WALK = 8
 FIRST_RECORDS_WAIT_S = 600.0  # an island other than 0 waits this long for island 0's first batch
 
 
+class SeenGenomes:
+    """The genomes a search has proposed or heard of, held as their hashes: a set of 500,000 genome
+    tuples cost ~100 MB a process, their hashes a third of that. Two genomes with one hash (64 bits)
+    would make the second one count as seen: one candidate skipped, never a wrong score."""
+
+    def __init__(self) -> None:
+        self._hashes: set[int] = set()
+
+    def __contains__(self, genome: Genome) -> bool:
+        return hash(tuple(genome)) in self._hashes
+
+    def add(self, genome: Genome) -> None:
+        self._hashes.add(hash(tuple(genome)))
+
+    def update(self, genomes: Iterable[Genome]) -> None:
+        self._hashes.update(hash(tuple(g)) for g in genomes)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
 class ZeroShotDriver(Driver):
     shares_studies = True  # others' trials come in through the store before every batch (islands)
 
@@ -47,7 +68,7 @@ class ZeroShotDriver(Driver):
         self.island, self.islands = island, islands
         self.population: list[Member] = []
         self.constraints: list[Constraint] = []
-        self.seen: set[Genome] = set()
+        self.seen = SeenGenomes()
         self.rejected = 0  # children dropped by the analytic budget check (never stored)
         self.heard = 0  # records other processes stored that joined this population
         self.mutations = 0
