@@ -146,7 +146,9 @@ class _Loop:
         self.queued: collections.deque[tuple[Genome, Proposal]] = collections.deque()
         self.waiting: dict[Genome, list[tuple[_Batch, int]]] = {}  # candidate -> batch slots it answers
         self.batches: list[_Batch] = []
-        self.proposed: set[Genome] = set()  # every genome this call's driver proposed (replay included)
+        # every genome this call's driver proposed (replay included), as its hash: 500,000 genome
+        # tuples held ~100 MB; a 64-bit collision would only count one proposal as not new
+        self.proposed: set[int] = set()
         self.evaluated = self.stalled = 0
         self.trials: int | None = None
         self.blocked_by_others = False  # the run's last trials are being evaluated by other processes
@@ -240,8 +242,9 @@ class _Loop:
                 self.blocked_by_others = not self.inflight
                 continue
             genome, proposal = self._legal(proposal)
-            batch.new += genome not in self.proposed
-            self.proposed.add(genome)
+            key = hash(genome)
+            batch.new += key not in self.proposed
+            self.proposed.add(key)
             record = self.store.lookup(genome)
             if record is not None:
                 self.driver.duplicate(proposal, record)

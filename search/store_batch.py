@@ -78,7 +78,19 @@ def _numbers(conn: sa.Connection, trial_table: sa.Table, study_id: int, ids: lis
         return int(conn.execute(sa.select(sa.func.count(trial_table.c.trial_id)).where(
             trial_table.c.study_id == study_id, trial_table.c.trial_id < trial_id)).scalar_one())
 
-    first = count_before(ids[0])
+    def after_previous(trial_id: int) -> int:
+        # SQLite: the batch holds the file's write lock, so every earlier trial is committed with its
+        # number, and numbers are dense (Optuna never deletes a trial): the previous one's number + 1
+        # is the count, found through the study's index instead of counting 500,000 rows (15% of a
+        # resumed search's time per trial at that size)
+        previous = conn.execute(sa.select(trial_table.c.number).where(
+            trial_table.c.study_id == study_id, trial_table.c.trial_id < trial_id)
+            .order_by(trial_table.c.trial_id.desc()).limit(1)).first()
+        if previous is None:
+            return 0
+        return int(previous[0]) + 1 if previous[0] is not None else count_before(trial_id)
+
+    first = (after_previous if conn.dialect.name == "sqlite" else count_before)(ids[0])
     return [first + k if trial_id == ids[0] + k else count_before(trial_id) for k, trial_id in enumerate(ids)]
 
 

@@ -233,3 +233,22 @@ def test_rows_written_before_the_metrics_became_text_read_the_same(tmp_path) -> 
     reader = Store(url, "mix", OBJECTIVES, genes=None, read_only=True)
     assert _fields(reader) == _fields(writer) == _orm_fields(url, "mix", tmp_path)
     assert [dict(r.metrics) for r in reader.records()] == [dict(r.metrics) for r in writer.records()]
+
+
+def test_batched_trials_are_numbered_as_optuna_numbers_them_among_its_own(tmp_path) -> None:
+    """Optuna's rule: a trial's number is the count of the study's trials with a smaller id, across
+    studies sharing the database and trials Optuna itself created (an asked trial, a failed ask)."""
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    store, other = Store(url, "n", OBJECTIVES, GENES), Store(url, "other", OBJECTIVES, GENES)
+    for step in range(3):
+        for i in range(3):
+            _complete(store, (step, i, 1, 1, 1), 2 + i, 0.1 * i, defer=True)
+        store.flush()
+        _complete(other, (step, 0, 0, 0, 0), 1, 0.5)  # ids of another study in between
+        asked = store.study.ask()  # a trial Optuna numbers itself
+        store.study.tell(asked, state=TrialState.FAIL)
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        rows = db.execute("SELECT trial_id, study_id, number FROM trials ORDER BY trial_id").fetchall()
+    for trial_id, study_id, number in rows:
+        assert number == sum(1 for t, s, _ in rows if s == study_id and t < trial_id)
+    assert sorted(r.number for r in store.records()) == [0, 1, 2, 4, 5, 6, 8, 9, 10]
