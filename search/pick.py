@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from search.objectives import Objective, metric_unit
-from search.pareto import ParetoFront, pareto_front
+from search.pareto import ParetoFront, stored_pareto_front
 from search.store import TrialRecord
 from spaces.errors import ArchpruneError
 
@@ -147,8 +147,7 @@ def choose_pick(pf: ParetoFront, records: Sequence[TrialRecord], max_drop: float
 
 def pick_of_store(store: Any, max_drop: float = DEFAULT_MAX_DROP) -> Pick:
     """The pick of a run's store, as ``archprune pareto`` names it (the knee ignores --hv-ref)."""
-    records = store.records()
-    return choose_pick(pareto_front(records, store.objectives, units=store.metric_units()), records, max_drop)
+    return choose_pick(stored_pareto_front(store), store.records_from("unpruned"), max_drop)
 
 
 # -- where the pick prunes (pick.png) ---------------------------------------------------------

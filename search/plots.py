@@ -121,7 +121,7 @@ def plot_png(pf: ParetoFront, records: Sequence[TrialRecord], path: Path, title:
     ncol = min(len(handles), 3 * ncols)  # a one-panel figure holds three legend entries a row
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, frameon=False)
     hv = f"hypervolume {pf.hypervolume:.4g}" if pf.hypervolume is not None else "no feasible candidate yet"
-    fig.suptitle(f"{title}: front of {len(pf.front)} / {len(pf.feasible)} feasible / {pf.n_trials} trials, {hv}")
+    fig.suptitle(f"{title}: front of {len(pf.front)} / {pf.n_feasible} feasible / {pf.n_trials} trials, {hv}")
     legend_in = 0.3 * math.ceil(len(handles) / ncol) + 0.15  # inches under the panels for the legend
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 0.95))
     return _save_png(fig, path)

@@ -175,6 +175,14 @@ class RecordTable:
     def failed_count(self) -> int:
         return self._failed.count(1)
 
+    def failed_rows(self) -> list[int]:
+        return sorted((row for row, failed in enumerate(self._failed) if failed), key=self._number.__getitem__)
+
+    def rows_from(self, sources: Sequence[str]) -> list[int]:
+        prefixes = tuple(sources)
+        return sorted((row for row, source in enumerate(self._source) if source.startswith(prefixes)),
+                      key=self._number.__getitem__)
+
     # copies, not views: an array cannot grow while numpy holds a view of its buffer
     def _violations(self) -> np.ndarray:
         return np.array(self._violation, dtype=float)

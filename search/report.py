@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from search.pareto import ParetoFront, pareto_front
+from search.pareto import ParetoFront, stored_pareto_front
 from search.pick import DEFAULT_MAX_DROP, Pick, choose_pick, pick_widths
 from spaces.errors import ArchpruneError
 from spaces.output_files import atomic_output, make_folder, write_text
@@ -30,7 +30,7 @@ def front_json(pf: ParetoFront, pick: Pick) -> dict[str, Any]:
         "hypervolume": pf.hypervolume,
         "reference_point": pf.reference_point,
         "n_trials": pf.n_trials,
-        "n_feasible": len(pf.feasible),
+        "n_feasible": pf.n_feasible,
         "n_failed": len(pf.failed),
         "failures": pf.failure_reasons(),  # reason -> trials
         "knee": pick.knee.number if pick.knee else None,
@@ -73,7 +73,7 @@ def front_table(pf: ParetoFront, pick: Pick) -> str:
     hv = f"{pf.hypervolume:.6g}" if pf.hypervolume is not None else "n/a"
     ref = ", ".join(f"{v:.4g}" for v in pf.reference_point) if pf.reference_point else "n/a"
     units = ", ".join(f"{c} {pf.unit(c)}" for c in _columns(pf) if pf.unit(c))
-    lines.append(f"front: {len(pf.front)} of {len(pf.feasible)} feasible / {pf.n_trials} trials; hypervolume {hv} "
+    lines.append(f"front: {len(pf.front)} of {pf.n_feasible} feasible / {pf.n_trials} trials; hypervolume {hv} "
                  f"(reference {ref})" + (f"; units: {units}" if units else ""))
     if pf.failed:
         reasons = pf.failure_reasons()
@@ -109,14 +109,17 @@ def report_front(store: Any, name: str, folder: Path, as_json: bool, hv_ref: str
             reference = [float(v) for v in hv_ref.split(",")]
         except ValueError:
             raise ArchpruneError(f"--hv-ref {hv_ref!r}: give one number per objective, comma-separated") from None
-    records = store.records()
-    pf = pareto_front(records, store.objectives, reference, units=store.metric_units())
-    pick = choose_pick(pf, records, DEFAULT_MAX_DROP if max_drop is None else max_drop)
+    # the front, the counts, and the trials the pick compares with, from the store's columns; every
+    # record is built only for the plots of the front, which draw every trial
+    pf = stored_pareto_front(store, reference)
+    compared = store.records_from("unpruned", "uniform-")
+    pick = choose_pick(pf, compared, DEFAULT_MAX_DROP if max_drop is None else max_drop)
     written = write_front_files(pf, pick, folder)
     if plots and len(pf.objectives) >= 2:
+        records = store.records()
         written["png"] = plot_png(pf, records, folder / "pareto.png", name, pick)
         written["html"] = plot_html(pf, records, folder / "pareto.html", name, pick)
-    widths = pick_widths(pick, records, pf) if plots else None
+    widths = pick_widths(pick, compared, pf) if plots else None
     if widths is not None:  # channel-space runs only: the others have no channel groups to draw
         written["pick"] = plot_widths(widths, folder / "pick.png", name)
     summary = front_json(pf, pick)

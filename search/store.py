@@ -499,6 +499,16 @@ class Store:
     def records_of(self, rows: Sequence[int]) -> list[TrialRecord]:
         return list(self._table.records([int(r) for r in rows]))
 
+    def records_from(self, *sources: str) -> list[TrialRecord]:
+        """The records whose source starts with one of ``sources`` (e.g. the unpruned model and the
+        uniform baselines a pick is compared with), by trial number."""
+        self._ensure_open()
+        return list(self._table.records(self._table.rows_from(sources)))
+
+    def failed_records(self) -> list[TrialRecord]:
+        self._ensure_open()
+        return list(self._table.records(self._table.failed_rows()))
+
     def record(self, number: int) -> TrialRecord | None:
         """Trial ``number``'s record, or None. A read-only run not yet read whole reads that one row
         (a later trial of a genome finished twice then answers too: the same model)."""

@@ -8,7 +8,9 @@ import math
 import pytest
 
 from search.objectives import Objective
-from search.pareto import non_dominated, stored_front
+from search.pareto import non_dominated, pareto_front, stored_front, stored_pareto_front
+from search.pick import choose_pick
+from search.report import front_json
 from search.store import Store
 from spaces._base import Gene
 from tests.search_toys import ToySpace
@@ -71,3 +73,14 @@ def test_a_genome_finished_twice_keeps_the_earlier_trial(tmp_path) -> None:
     _complete(second, (1, 1, 1, 1, 1), 7, 0.1)  # the other process had not seen it yet
     reader = Store(url, "t", OBJECTIVES, ToySpace().genes, read_only=True)
     assert len(reader) == 1 and reader.lookup((1, 1, 1, 1, 1)).values == (5.0, 0.5)
+
+
+def test_the_front_report_from_the_columns_is_the_report_from_every_record(tmp_path) -> None:
+    store = _filled(Store(f"sqlite:///{tmp_path / 's.db'}", "t", OBJECTIVES, ToySpace().genes))
+    store.add_complete((0, 0, 0, 0, 0), {"size": 20, "quality": 0.95}, {}, {}, {}, "unpruned")
+    records = store.records()
+    whole, columns = pareto_front(records, OBJECTIVES), stored_pareto_front(store)
+    wanted = front_json(whole, choose_pick(whole, records))
+    assert front_json(columns, choose_pick(columns, store.records_from("unpruned", "uniform-"))) == wanted
+    assert wanted["n_feasible"] == 7 and wanted["n_failed"] == 1 and wanted["failures"]
+    assert [r.number for r in store.records_from("unpruned")] == [9]
