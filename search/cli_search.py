@@ -206,9 +206,8 @@ def _refuse_all_failed(store: Any, run_dir: Path) -> None:
     trials, _, failed = store.counts()
     if not trials or failed < trials:
         return
-    records = store.records()
-    first = next((r.reason for r in records if r.reason), "unknown")
-    raise ArchpruneError(f"{len(records)} of {len(records)} trials failed: {first} (every trial in "
+    first = next((r.reason for r in store.failed_records() if r.reason), "unknown")
+    raise ArchpruneError(f"{trials} of {trials} trials failed: {first} (every trial in "
                          f"{run_dir / 'search.log'}); fix the input and start a new --run")
 
 

@@ -68,10 +68,11 @@ def _by_first_objective(front: list[TrialRecord], objectives: Sequence[Objective
     return sorted(front, key=lambda r: (r.values[0] * sign, r.number))
 
 
-def stored_front(store: Store) -> list[TrialRecord]:
+def stored_front(store: Store, feasible: tuple[np.ndarray, np.ndarray] | None = None) -> list[TrialRecord]:
     """``non_dominated(store.records(), store.objectives)`` from the store's columns: only the
-    front's records are built (a search asks this at every progress update, at 500,000 trials)."""
-    rows, values = store.feasible_values()
+    front's records are built (a search asks this at every progress update, at 500,000 trials).
+    ``feasible``: ``store.feasible_values()`` when the caller has it already."""
+    rows, values = feasible if feasible is not None else store.feasible_values()
     if not len(rows):
         return []
     sign = np.array([1.0 if o.direction == "min" else -1.0 for o in store.objectives])
@@ -147,12 +148,11 @@ def stored_pareto_front(store: Store, reference: Sequence[float] | None = None) 
     the failed trials' records (``feasible`` is left empty, ``n_feasible`` counts them): what a report
     without plots needs (at 500,000 trials: ~300 MB instead of ~550 MB)."""
     objectives = store.objectives
-    front = stored_front(store)
     rows, values = store.feasible_values()
+    front = stored_front(store, (rows, values))
     ref = _checked_reference(reference, objectives)
     if ref is None and len(rows):
         ref = _reference_of(values, objectives)
-    trials, _, _ = store.counts()
-    return ParetoFront(objectives=list(objectives), front=front, feasible=[], n_trials=trials, reference_point=ref,
+    return ParetoFront(objectives=list(objectives), front=front, feasible=[], n_trials=len(store), reference_point=ref,
                        hypervolume=_volume(front, objectives, ref), knee=knee_point(front, objectives),
                        failed=store.failed_records(), units=store.metric_units(), n_feasible_stored=len(rows))

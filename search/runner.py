@@ -27,6 +27,7 @@ from search.executors import Executor, make_executor
 from search.objectives import Constraint, Objective, describe
 from search.pareto import stored_front
 from search.pipeline import EvaluationPipeline, Outcome
+from search.seen_genomes import SeenGenomes
 from search.store import Store, TrialRecord, storage_failure
 from spaces._base import Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
@@ -146,9 +147,7 @@ class _Loop:
         self.queued: collections.deque[tuple[Genome, Proposal]] = collections.deque()
         self.waiting: dict[Genome, list[tuple[_Batch, int]]] = {}  # candidate -> batch slots it answers
         self.batches: list[_Batch] = []
-        # every genome this call's driver proposed (replay included), as its hash: 500,000 genome
-        # tuples held ~100 MB; a 64-bit collision would only count one proposal as not new
-        self.proposed: set[int] = set()
+        self.proposed = SeenGenomes()  # every genome this call's driver proposed (replay included)
         self.evaluated = self.stalled = 0
         self.trials: int | None = None
         self.blocked_by_others = False  # the run's last trials are being evaluated by other processes
@@ -242,9 +241,7 @@ class _Loop:
                 self.blocked_by_others = not self.inflight
                 continue
             genome, proposal = self._legal(proposal)
-            key = hash(genome)
-            batch.new += key not in self.proposed
-            self.proposed.add(key)
+            batch.new += self.proposed.add(genome)
             record = self.store.lookup(genome)
             if record is not None:
                 self.driver.duplicate(proposal, record)

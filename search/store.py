@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -38,8 +38,8 @@ from optuna.trial import TrialState
 
 from search import store_index
 from search.objectives import Objective
-from search.record_table import NOT_WRITTEN, RecordTable
-from search.shared_keys import KeyTuples, LazyMapping
+from search.record_table import NOT_WRITTEN, RecordTable, StoredPart
+from search.shared_keys import KeyTuples
 from search.store_batch import add_finished_trials
 from spaces._base import Gene, Genome
 from spaces.errors import ArchpruneError
@@ -84,20 +84,6 @@ def _table_record(number: int, genome: Genome, failed: bool, values: tuple[float
                   violation: float) -> TrialRecord:
     return TrialRecord(number, genome, failed, values, metrics, constraints, config, source, error,
                        None if failed else violation)
-
-
-class StoredConfig(LazyMapping):
-    """A trial's config, read from the store the first time it is looked at. Only the front's
-    plots, the pick and an export read configs; holding every one in memory cost ~3 KiB a trial."""
-
-    __slots__ = ("_read", "_trial_id")
-
-    def __init__(self, read: Callable[[int], dict[str, Any]], trial_id: int) -> None:
-        super().__init__()
-        self._read, self._trial_id = read, trial_id
-
-    def _load(self) -> dict[str, Any]:
-        return self._read(self._trial_id)
 
 
 @dataclass(slots=True)
@@ -367,7 +353,7 @@ class Store:
 
     def _row_record(self, row: store_index.IndexedTrial, genome: Genome) -> TrialRecord:
         return TrialRecord(row.number, genome, row.failed, row.values, row.metrics, row.constraints,
-                           StoredConfig(self._read_config, row.trial_id), row.source, row.error)
+                           StoredPart(self._read_part, row.trial_id, "config"), row.source, row.error)
 
     def _read_part(self, trial_id: int, part: str) -> Mapping[str, Any]:
         """A written trial's metrics, constraints or config, for a record built from the columns."""
@@ -398,11 +384,11 @@ class Store:
                     continue
                 if order is not None:
                     genome = [genome[i] for i in order]
-                new = genome not in table
+                held = len(table)
                 # a genome finished twice (two processes): the first trial is the record, as Optuna's
                 # tables read in trial order; rows come in seq order, which other writers can interleave
-                if table.put(number, genome, failed, values, EMPTY, constraints, EMPTY, intern(source), error,
-                             trial_id) and new:
+                table.put(number, genome, failed, values, EMPTY, constraints, EMPTY, intern(source), error, trial_id)
+                if len(table) > held:  # a genome new to this process (not an earlier trial of a held one)
                     fresh.append(tuple(genome))
         return fresh
 

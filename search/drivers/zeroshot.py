@@ -20,11 +20,12 @@ unchanged.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from search.drivers._base import Driver, Proposal
 from search.drivers.nsga2 import Member, select_survivors
 from search.objectives import Constraint, Objective
+from search.seen_genomes import SeenGenomes
 from search.store import Store, TrialRecord
 from spaces._base import Genome, SearchSpace
 
@@ -35,27 +36,6 @@ MAX_TRIES = 100  # walks per wanted child before a batch goes out short
 # structures/s, BENCHMARKS.md)
 MAX_WALK = 8
 FIRST_RECORDS_WAIT_S = 600.0  # an island other than 0 waits this long for island 0's first batch
-
-
-class SeenGenomes:
-    """The genomes a search has proposed or heard of, held as their hashes: a set of 500,000 genome
-    tuples cost ~100 MB a process, their hashes a third of that. Two genomes with one hash (64 bits)
-    would make the second one count as seen: one candidate skipped, never a wrong score."""
-
-    def __init__(self) -> None:
-        self._hashes: set[int] = set()
-
-    def __contains__(self, genome: Genome) -> bool:
-        return hash(tuple(genome)) in self._hashes
-
-    def add(self, genome: Genome) -> None:
-        self._hashes.add(hash(tuple(genome)))
-
-    def update(self, genomes: Iterable[Genome]) -> None:
-        self._hashes.update(hash(tuple(g)) for g in genomes)
-
-    def __len__(self) -> int:
-        return len(self._hashes)
 
 
 class ZeroShotDriver(Driver):
