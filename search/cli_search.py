@@ -25,7 +25,12 @@ _SEARCH_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--init": ("init", dict(help="--space blocks: the initial structure, YAML/JSON (default: YOLOv8n-sized)")),
     "--neck": ("neck", dict(help="--space blocks: the detector's neck, c2f (default, YOLOv8's) or rep "
                                  "(re-parameterizable RepConv blocks, fused when deployed)")),
-    "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default) or damo")),
+    "--channel-ranges": ("channel_ranges", dict(help="--space blocks: each stage's width range lo:hi, stem first, "
+                                                     "* for the default (half to twice the initial width), e.g. "
+                                                     "*,*,64:128,128:256,256:512")),
+    "--kernels": ("kernels", dict(help="--space blocks: kernel sizes a block may use (default 3,5)")),
+    "--entropy-weights": ("entropy_weights", dict(help="MAE-DET stage weights: maedet (0,0,1,1,6, default), damo "
+                                                        "(0,0,1,1,16) or numbers, deepest stage last (0,0,1,1,1)")),
     "--driver": ("driver", dict(help="the registered drivers")),
     "--trials": ("trials", dict(type=int, help="stop when the run holds N trials (default 100)")),
     "--time-budget": ("time_budget", dict(help="stop starting candidates after this long, e.g. 8h, 90m")),

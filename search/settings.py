@@ -56,7 +56,12 @@ class RunSettings:
     depth: bool = False  # channels: also search how many blocks each C2f / C3k2 / C3k chain keeps
     init: str | None = None  # blocks: the initial structure (YAML/JSON); default a YOLOv8n-sized backbone
     neck: str | None = None  # blocks: "c2f" (default, YOLOv8's) or "rep" (RepConv blocks, RepGFPN-style)
-    entropy_weights: str = "maedet"  # MAE-DET stage weights (0,0,1,1,6); "damo" = (0,0,1,1,16)
+    # blocks: each stage's width range, stem first, "*" = the default (half to twice the initial width);
+    # DAMO-YOLO's channel_range_list, e.g. "*,*,64:128,128:256,256:512"
+    channel_ranges: str | None = None
+    kernels: str | None = None  # blocks: the kernel sizes a block may use (default "3,5"; DAMO-YOLO: "3")
+    # MAE-DET stage weights (0,0,1,1,6); "damo" = (0,0,1,1,16); or numbers, deepest stage last ("0,0,1,1,1")
+    entropy_weights: str = "maedet"
     # NSGA-II / the zero-shot EA (None: the driver's default, 16 for NSGA-II, 256 / 64 for zeroshot)
     population: int | None = None
     offspring: int | None = None
@@ -145,8 +150,9 @@ class RunSettings:
                     raise ArchpruneError(f"--{name.replace('_', '-')} is a setting of --space {other}: "
                                          f"drop it, or search --space {other}")
         self.recipe().check(self)
-        if self.entropy_weights not in ("maedet", "damo"):
-            raise ArchpruneError(f"unknown entropy weights {self.entropy_weights!r}; use maedet (0,0,1,1,6) or damo (0,0,1,1,16)")
+        from spaces.entropy_weights import entropy_weights
+
+        entropy_weights(self.entropy_weights)
         from search.drivers import DRIVERS  # the registry: one list of driver names
 
         DRIVERS.check(self.driver)

@@ -270,6 +270,7 @@ def test_analytic_entropy_weights() -> None:
     assert analytic_entropy(four) == pytest.approx(s4[1] + s4[2] + 6 * s4[3])
     assert analytic_entropy(DEFAULT_STRUCTURE, weights=(1, 0, 0, 0, 0, 0, 0)) == 0.0  # the deepest weights align
     assert analytic_entropy(DEFAULT_STRUCTURE, weights=(2,)) == pytest.approx(2 * scores[4])  # zeros padded in front
+    assert analytic_entropy(DEFAULT_STRUCTURE, weights="0, 0, 1,1,1") == pytest.approx(sum(scores[2:]))  # as typed
     wider = [dict(b) for b in DEFAULT_STRUCTURE]
     wider[4]["btn"] = 128
     assert analytic_entropy(wider) < analytic_entropy(DEFAULT_STRUCTURE)

@@ -68,6 +68,46 @@ def test_blocks_zeroshot_search_runs_with_no_other_flag(tmp_path: Path, capsys: 
     assert {p.name for p in exported.iterdir()} >= {"structure.yaml", "model.pt", "model.onnx"}
 
 
+def test_blocks_search_keeps_to_the_width_ranges_kernels_and_entropy_weights_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from spaces.blocks import analytic_entropy
+
+    argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--trials", "150",
+            "--channel-ranges", "*,*,64:128,128:256,256:512", "--kernels", "3", "--entropy-weights", "0,0,1,1,1",
+            "--results", str(tmp_path), "--run", "priors", "--no-progress"]
+    assert main(argv) == 0
+    assert "widths 16-64, 64-128, 128-256, 256-512, kernels 3" in capsys.readouterr().out
+    from search.runs import open_run
+
+    records = [r for r in open_run(str(tmp_path / "priors")).store.records() if not r.failed]
+    assert len(records) == 150
+    space = BlockSpace(channel_ranges=[None, None, (64, 128), (128, 256), (256, 512)], kernels=(3,))
+    outs = set()
+    for record in records:
+        structure = space.structure_of(record.genome)  # raises on a genome outside the narrower space
+        outs.add(structure[2].cout)
+        assert 64 <= structure[2].cout <= 128 and 128 <= structure[3].cout and all(b.k == 3 for b in structure)
+        assert record.metrics["entropy"] == pytest.approx(analytic_entropy(structure, weights=(0, 0, 1, 1, 1)))
+    assert len(outs) > 1  # the search moved inside the range
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--channel-ranges", "*,*,64-128,*,*"], "'64-128' is not lo:hi"),
+    (["--channel-ranges", "*,*,64:128"], "3 given for 5 stages"),
+    (["--channel-ranges", "*,*,72:128,*,*"], "ranges must not shrink with depth"),
+    (["--kernels", "3,4"], "give odd kernel sizes"),
+    (["--entropy-weights", "0,0,x"], "unknown entropy weights"),
+    (["--entropy-weights", "0,0,0"], "not all 0"),
+])
+def test_bad_block_priors_are_one_line_errors(flags: list[str], message: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--trials", "2",
+            *flags, "--results", str(tmp_path), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
 def test_blocks_refuse_map_objectives(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["search", "--space", "blocks", "--objectives", "map50_95:max", "--trials", "2", "--results",
                  str(tmp_path), "--no-progress"]) == 2

@@ -20,13 +20,14 @@ from torch import nn
 
 from evaluators.zero_shot._base import DEFAULT_BATCH, ImgSize, ScoreFn
 from evaluators.zero_shot.batches import Minibatch, cifar10_batch, gaussian_batch
-from evaluators.zero_shot.entropy import ENTROPY_WEIGHTS, aggregate_entropy, forward_entropy
+from evaluators.zero_shot.entropy import aggregate_entropy, forward_entropy
 from evaluators.zero_shot.grad_norm import grad_norm_score
 from evaluators.zero_shot.jacob_cov import jacob_cov_score
 from evaluators.zero_shot.naswot import naswot_score
 from evaluators.zero_shot.snip import snip_score
 from evaluators.zero_shot.synflow import synflow_score
 from evaluators.zero_shot.zen import zen_score
+from spaces.entropy_weights import ENTROPY_WEIGHTS
 from spaces.errors import ArchpruneError, did_you_mean
 
 __all__ = [

@@ -39,28 +39,11 @@ from torch.nn import functional as F
 from evaluators.zero_shot._base import (
     ACTIVATIONS, BATCHNORMS, DEFAULT_BATCH, ImgSize, device_of, flat_output, gaussian_init, replace_modules,
     scoring_copy, seeded, size_hw)
+from spaces.entropy_weights import entropy_weights
 from spaces.errors import ArchpruneError
 
-ENTROPY_WEIGHTS: dict[str, tuple[float, ...]] = {
-    "maedet": (0.0, 0.0, 1.0, 1.0, 6.0),  # MAE-DET's multi-scale entropy prior (same keys as spaces.blocks)
-    "damo": (0.0, 0.0, 1.0, 1.0, 16.0),  # DAMO-YOLO's search configs
-}
 #: stages -> units -> convs in execution order
 Layout = Sequence[Sequence[Sequence[nn.Conv2d]]]
-
-
-def entropy_weights(weights: str | Sequence[float]) -> tuple[float, ...]:
-    """Stage weights by name (``"maedet"``, ``"damo"``) or as numbers (non-negative)."""
-    if isinstance(weights, str):
-        weights = weights.lower()
-        if weights not in ENTROPY_WEIGHTS:
-            raise ArchpruneError(f"unknown entropy weights {weights!r}; named ones are {', '.join(ENTROPY_WEIGHTS)} "
-                                 "(or give a list of numbers)")
-        return ENTROPY_WEIGHTS[weights]
-    alphas = tuple(float(a) for a in weights)
-    if not alphas or any(a < 0 or not math.isfinite(a) for a in alphas):
-        raise ArchpruneError(f"entropy weights must be finite and non-negative, got {list(weights)}")
-    return alphas
 
 
 def aggregate_entropy(unit_logs: Sequence[Sequence[float]], widths: Sequence[int],

@@ -23,7 +23,7 @@ BLOCK_LAYERS_BUDGET = 29
 
 class BlocksRecipe(SpaceRecipe):
     summary = "TinyNAS-style backbones"
-    own_settings = ("init", "neck")
+    own_settings = ("init", "neck", "channel_ranges", "kernels")
     example = {"imgsz": 64, "objectives": "entropy:max", "driver": "zeroshot", "population": 8, "offspring": 4}
 
     def check(self, settings: RunSettings) -> None:
@@ -34,6 +34,8 @@ class BlocksRecipe(SpaceRecipe):
                                  "RepGFPN-style)")
         if settings.model:
             raise ArchpruneError("--space blocks designs its own backbones: drop --model (use --init STRUCTURE)")
+        parse_channel_ranges(settings.channel_ranges)
+        parse_kernels(settings.kernels)
 
     def run_source(self, settings: RunSettings) -> str:
         return settings.init or "default"
@@ -56,7 +58,15 @@ class BlocksRecipe(SpaceRecipe):
             data = load_data_config(settings.data)
             nc, names = data.nc, data.names
         structure = parse_structure(settings.init) if settings.init else DEFAULT_STRUCTURE
-        space = BlockSpace(structure, nc=nc, names=names, neck=settings.neck or "c2f")
+        try:
+            space = BlockSpace(structure, nc=nc, names=names, neck=settings.neck or "c2f",
+                               channel_ranges=parse_channel_ranges(settings.channel_ranges),
+                               kernels=parse_kernels(settings.kernels) or (3, 5))
+        except ArchpruneError as err:
+            if not settings.channel_ranges or not str(err).startswith("channel ranges: "):
+                raise
+            raise ArchpruneError(f"--channel-ranges {settings.channel_ranges}: {str(err)[len('channel ranges: '):]} "
+                                 "(lo:hi or * each)") from None
         imgsz = resolve_imgsz(space.build(space.baselines()[0][1]), settings.imgsz)
         analytic = BlockAnalyticEvaluator(space, settings.entropy_weights)  # no network built for these
         evaluators = [analytic, *evaluators_for(set(needed) - set(analytic.metric_names), settings, None, imgsz,
@@ -69,8 +79,10 @@ class BlocksRecipe(SpaceRecipe):
             constraints = [Constraint(name, "<=", defaults[name]) for name in BLOCK_BUDGETS]
             constraints.append(Constraint("layers", "<=", max(BLOCK_LAYERS_BUDGET, start["layers"])))
         grown = "the default YOLOv8n-sized structure" if not settings.init else settings.init
-        what = (f"TinyNAS-style backbones grown from {grown} ({len(space.genes)} genes) under a YOLOv8 neck and "
-                f"head at {imgsz}px; budgets " + ", ".join(str(c) for c in constraints))
+        widths = ", ".join(f"{lo}-{hi}" for lo, hi in space.limits.ranges[1:])
+        what = (f"TinyNAS-style backbones grown from {grown} ({len(space.genes)} genes: widths {widths}, kernels "
+                f"{','.join(map(str, space.limits.kernels))}) under a YOLOv8 neck and head at {imgsz}px; budgets "
+                + ", ".join(str(c) for c in constraints))
         return SearchParts(space, evaluators, imgsz, constraints, what)
 
     def export(self, handle: RunHandle, record: TrialRecord, out: Path, say: Callable[[str], None],
@@ -87,3 +99,32 @@ class BlocksRecipe(SpaceRecipe):
 
     def calibration_description(self, source: str) -> str:
         return "the initial structure and random block-space detectors"
+
+
+def parse_channel_ranges(text: str | None) -> list[tuple[int, int] | None] | None:
+    """``--channel-ranges "*,*,64:128,128:256,256:512"``: a (lo, hi) or None (the default) per stage,
+    stem first; ``SpaceLimits.around`` checks them against the initial structure."""
+    if not text:
+        return None
+    out: list[tuple[int, int] | None] = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if item in ("*", ""):
+            out.append(None)
+            continue
+        lo, sep, hi = item.partition(":")
+        if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+            raise ArchpruneError(f"--channel-ranges {text!r}: {item!r} is not lo:hi; give one lo:hi (multiples of 8) "
+                                 "or * per stage, stem first, e.g. *,*,64:128,128:256,256:512")
+        out.append((int(lo), int(hi)))
+    return out
+
+
+def parse_kernels(text: str | None) -> tuple[int, ...] | None:
+    """``--kernels 3`` or ``3,5``: odd kernel sizes (None: the space's default)."""
+    if not text:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not all(p.isdigit() and int(p) % 2 == 1 for p in parts):
+        raise ArchpruneError(f"--kernels {text!r}: give odd kernel sizes, comma-separated, e.g. 3 or 3,5")
+    return tuple(int(p) for p in parts)

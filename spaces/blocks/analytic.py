@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from spaces.entropy_weights import ENTROPY_WEIGHTS, entropy_weights
+
 from .structure import Block, Structure, parse_structure, stage_of_blocks
 
-#: stage weights of the multi-scale entropy prior, aligned to the deepest stages
-ENTROPY_WEIGHTS: dict[str, tuple[float, ...]] = {"maedet": (0, 0, 1, 1, 6), "damo": (0, 0, 1, 1, 16)}
 
 
 def as_blocks(structure: Any) -> Structure:
@@ -162,14 +162,12 @@ def analytic_entropy(structure: Any, imgsz: int | None = None,
                      weights: str | Sequence[float] = ENTROPY_WEIGHTS["maedet"]) -> float:
     """MAE-DET's analytic score: the weighted sum of stage entropies.
 
-    ``weights`` ("maedet" = (0, 0, 1, 1, 6), "damo" = (0, 0, 1, 1, 16), or a sequence) align with the
+    ``weights`` ("maedet" = (0, 0, 1, 1, 6), "damo" = (0, 0, 1, 1, 16), "0,0,1,1,1" or numbers) align with the
     deepest stages: more stages than weights pads the weights with zeros at the front, fewer
     stages uses the last weights. ``imgsz`` is accepted for symmetry and unused: the analytic form
     does not depend on resolution.
     """
-    if isinstance(weights, str):
-        weights = ENTROPY_WEIGHTS[weights.lower()]
     scores = stage_entropies(structure)
-    w = list(weights)[-len(scores):]
+    w = list(entropy_weights(weights))[-len(scores):]
     w = [0.0] * (len(scores) - len(w)) + w
     return float(sum(a * s for a, s in zip(w, scores)))

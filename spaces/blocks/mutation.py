@@ -68,17 +68,17 @@ class SpaceLimits:
         derived = default_ranges(blocks)
         given = list(channel_ranges) if channel_ranges is not None else [None] * len(derived)
         if len(given) != len(derived):
-            raise ArchpruneError(f"channel_ranges: {len(given)} ranges given for {len(derived)} stages "
-                                 "(stage 0 is the stem's); give one (lo, hi) or None per stage")
+            raise ArchpruneError(f"channel ranges: {len(given)} given for {len(derived)} stages; give one per "
+                                 "stage, the stem's first")
         per_stage = [tuple(g) if g is not None else d for g, d in zip(given, derived)]
         used = sorted({st for b, st in zip(blocks, stages) if not b.is_stem})  # stages with searched blocks
         for n, s in enumerate(used):
             lo, hi = per_stage[s]
             if lo % DIVISOR or hi % DIVISOR or not 0 < lo <= hi:
-                raise ArchpruneError(f"channel_ranges[{s}]: ({lo}, {hi}) must be multiples of 8 with 8 <= lo <= hi")
+                raise ArchpruneError(f"channel ranges: stage {s}'s ({lo}, {hi}) must be multiples of 8 with 8 <= lo <= hi")
             prev = per_stage[used[n - 1]] if n else None
             if prev is not None and (lo < prev[0] or hi < prev[1]):
-                raise ArchpruneError(f"channel_ranges[{s}]: ({lo}, {hi}) is below stage {used[n - 1]}'s "
+                raise ArchpruneError(f"channel ranges: stage {s}'s ({lo}, {hi}) is below stage {used[n - 1]}'s "
                                      f"{prev}; ranges must not shrink with depth")
         ranges = tuple((b.cout, b.cout) if b.is_stem else per_stage[st] for b, st in zip(blocks, stages))
         kernels = tuple(sorted({int(k) for k in kernels}))
@@ -91,7 +91,7 @@ class SpaceLimits:
         if max_layers is not None and max_layers < floor:
             raise ArchpruneError(f"max_layers {max_layers}: even one unit per block needs {floor} layers; raise it")
         if blocks[0].cout > ranges[1][1]:
-            raise ArchpruneError(f"channel_ranges: block 1's range {ranges[1]} is below the stem width {blocks[0].cout}")
+            raise ArchpruneError(f"channel ranges: block 1's {ranges[1]} is below the stem width {blocks[0].cout}")
         problems = limits.problems(blocks)
         if problems:
             raise ArchpruneError(f"the initial structure breaks the space's limits: {problems[0]}")
