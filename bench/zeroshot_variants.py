@@ -87,32 +87,43 @@ def train(name: str, root: Path, seed: int, epochs: int) -> None:
 
 
 def report(root: Path, rounds: int, threads: int) -> dict[str, Any]:
-    """Every finished training: val mAP of its best checkpoint, costs, and 1-thread latency measured in
-    rounds that interleave all the models (the best median kept)."""
+    """Every finished training (and the embedded base as YOLOv8n's seed 0: it is that training): val mAP
+    of its best checkpoint and its costs; every searched pick not trained yet, built untrained, for its
+    costs and latency only. Latency is at ``threads`` in rounds that interleave all the models (the best
+    median of each kept)."""
     from zeroshot_outcome import backbone_of
     from evaluators.detection_eval import evaluate_detector
     from evaluators.flops import count_flops_params
     from evaluators.latency import best_of_rounds
+    from spaces.blocks import BlockDetector, parse_structure
     from spaces.models import load_model
 
-    runs = sorted(p for p in root.glob("train-*-s*") if (p / "best.pt").exists() and epochs_done(p) >= EPOCHS)
+    entries: list[tuple[str, int | None, Any]] = [("yolov8n", 0, "yolov8n-digits")]
+    entries += [(*run.name[len("train-"):].rsplit("-s", 1), run / "best.pt")
+                for run in sorted(root.glob("train-*-s*")) if epochs_done(run) >= EPOCHS and (run / "best.pt").exists()]
+    trained = {name for name, _, _ in entries}
+    entries += [(d.name, None, d / "structure.yaml") for d in sorted(KEPT.iterdir())
+                if (d / "structure.yaml").exists() and d.name not in trained]
     rows: list[dict[str, Any]] = []
     models = []
-    for run in runs:
-        name, seed = run.name[len("train-"):].rsplit("-s", 1)
-        model = load_model(run / "best.pt")
+    for name, seed, source in entries:
+        if seed is None:
+            model = BlockDetector(parse_structure(str(source)), nc=10).eval()
+        else:
+            model = load_model(source)
         whole, backbone = count_flops_params(model, IMGSZ), count_flops_params(backbone_of(model), IMGSZ)
-        scores = evaluate_detector(model, DATA, imgsz=IMGSZ)
+        scores = evaluate_detector(model, DATA, imgsz=IMGSZ) if seed is not None else {}
         picked = KEPT / name / "search.json"
         entropy = json.loads(picked.read_text())["entropy"] if picked.exists() else None
-        rows.append({"variant": name, "seed": int(seed), "what": VARIANTS.get(name, ("?", None))[0],
-                     "map50_95": round(scores["map50_95"], 4), "map50": round(scores["map50"], 4),
+        rows.append({"variant": name, "seed": None if seed is None else int(seed),
+                     "what": VARIANTS.get(name, ("?", None))[0],
+                     "map50_95": round(scores["map50_95"], 4) if scores else None,
+                     "map50": round(scores["map50"], 4) if scores else None,
                      "params_m": round(whole["params_m"], 3), "flops_g": round(whole["flops_g"], 4),
                      "backbone_params_m": round(backbone["params_m"], 3),
                      "backbone_flops_g": round(backbone["flops_g"], 4), "entropy": entropy})
         models.append(model)
-    ms = best_of_rounds(models, IMGSZ, threads, rounds, runs=50) if models else []
-    for row, latency in zip(rows, ms):
+    for row, latency in zip(rows, best_of_rounds(models, IMGSZ, threads, rounds, runs=50)):
         row[f"latency_ms_{threads}t"] = round(latency, 2)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")
