@@ -12,6 +12,6 @@ mkdir -p $KEEP
 rm -rf bench/runs/zeroshot-variants && ln -s $KEEP bench/runs/zeroshot-variants
 taskset -c 0 $PY bench/zeroshot_variants.py search maedet ranges ranges-equal equal || exit 1
 while pgrep -f "nb201_queue.sh" >/dev/null; do sleep 60; done
-for v in ranges ranges-equal maedet yolov8n equal; do
+for v in ranges ranges-equal equal; do
     taskset -c 0 $PY bench/zeroshot_variants.py train $v --seed 0 || exit 1
 done
