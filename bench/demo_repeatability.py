@@ -27,10 +27,23 @@ def run_demo(run: Path) -> None:
     subprocess.run([sys.executable, "-m", "search.cli", "demo", "--out", str(run)], check=True)
 
 
+def front_latencies(run: Path) -> tuple[dict[tuple, float], set[tuple]]:
+    """The front's candidates from ``pareto.json`` alone, keyed by their FLOPs and params (the file
+    holds no genomes; two different genomes of one FLOPs and params count are rare enough here): for
+    a run whose ``study.db`` did not survive (a machine change keeps only the text files)."""
+    import json
+
+    front = json.loads((run / "pareto.json").read_text())["front"]
+    keyed = {(round(row["flops_g"], 7), round(row["params_m"], 6)): row["latency_ms"] for row in front}
+    return keyed, set(keyed)
+
+
 def latencies(run: Path) -> tuple[dict[tuple, float], set[tuple]]:
     from search.pareto import non_dominated
     from search.runs import open_run
 
+    if not (run / "study.db").exists():
+        return front_latencies(run)
     handle = open_run(str(run))
     records = [r for r in handle.store.records() if not r.failed and "latency_ms" in r.metrics]
     front = {tuple(r.genome) for r in non_dominated(records, handle.store.objectives)}
@@ -52,7 +65,10 @@ def report(out: Path) -> str:
         return (f"| {what} | {len(values)} | {values.min():.3f} / {np.median(values):.3f} / {values.max():.3f} | "
                 f"{worst:.1%} | {within:.0%} |")
 
-    return "\n".join([f"CPU: {cpu_model()}", "",
+    fronts_only = not all((out / name / "study.db").exists() for name in ("run1", "run2"))
+    note = ["(a study.db is missing: both rows are the two fronts' common candidates, matched by FLOPs and params)",
+            ""] if fronts_only else []
+    return "\n".join([f"CPU: {cpu_model()}", "", *note,
                       "| candidates | n | run 2 / run 1 latency_ms (min / median / max) | worst difference | within 5% |",
                       "|---|---:|---|---:|---:|", line("evaluated in both runs", ratios),
                       line("on run 1's front", front_ratios)])
