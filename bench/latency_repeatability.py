@@ -32,6 +32,7 @@ import numpy as np
 from evaluators._base import Candidate
 from evaluators.flops import count_flops_params
 from evaluators.latency import LatencyEvaluator, cpu_model
+from evaluators.latency_paired import SCHEME, WARM_SCHEME
 from spaces.channel_space import ChannelSpace
 from spaces.models import load_model
 
@@ -50,7 +51,7 @@ def candidates(seed: int = 0) -> list[tuple[str, Any]]:
 
 @dataclass(frozen=True)
 class Config:
-    scheme: str  # "single" (before issue 16) or "paired"
+    scheme: str  # "single" (before issue 16), "paired" or "paired-warm"
     imgsz: int
     threads: int
 
@@ -67,7 +68,9 @@ def configs(args: argparse.Namespace) -> list[Config]:
 def evaluator_for(config: Config, base: Any, out: Path) -> LatencyEvaluator:
     """The search's latency evaluator for ``config``; a paired one keeps its scale (the base's
     best-known time) in a file beside the rows, so a resumed schedule stays on the same scale."""
-    evaluator = LatencyEvaluator("ort", threads=config.threads, reference=base if config.scheme == "paired" else None)
+    scheme = WARM_SCHEME if config.scheme == "paired-warm" else SCHEME
+    evaluator = LatencyEvaluator("ort", threads=config.threads, reference=None if config.scheme == "single" else base,
+                                 scheme=scheme)
     scale_path = out / f"{config.name}.scale.json"
     stored = {"latency_scale": json.loads(scale_path.read_text())} if scale_path.exists() else {}
     created = evaluator.bind_run(stored, resumed=bool(stored), imgsz=config.imgsz)
@@ -152,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--imgsz", default="160", help="image sizes, comma-separated (e.g. 160,320)")
     parser.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
-    parser.add_argument("--scheme", default="paired", help="single (before issue 16), paired, or both: single,paired")
+    parser.add_argument("--scheme", default="paired", help="single (before issue 16), paired, paired-warm (each timed run after an untimed one of "
+                        "the same model), or several: single,paired")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
     parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, interleave, paired_metrics, reference_best_ms
+from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, SCHEMES, WARM_SCHEME, interleave, paired_metrics, reference_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
 from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
@@ -143,8 +143,11 @@ class LatencyEvaluator(Evaluator):
 
     def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
                  providers: list[str] | None = None, reference: nn.Module | None = None,
-                 reference_rounds: int = 5) -> None:
+                 reference_rounds: int = 5, scheme: str = SCHEME) -> None:
         check_backend(backend)
+        if scheme not in SCHEMES:
+            raise ArchpruneError(f"unknown latency scheme {scheme!r}; use {' or '.join(map(repr, SCHEMES))}")
+        self.scheme = scheme
         self.threads = threads or DEFAULT_THREADS  # a recorded choice, never the runtime's "all cores"
         self.backend, self.runs, self.warmup, self.providers = backend, runs, warmup, providers
         self.reference, self.reference_rounds = reference, reference_rounds
@@ -176,7 +179,7 @@ class LatencyEvaluator(Evaluator):
         from spaces.models.checkpoint import state_dict_sha256
 
         assert self.reference is not None
-        return {"scheme": SCHEME, "backend": self.backend, "threads": self.threads, "imgsz": imgsz,
+        return {"scheme": self.scheme, "backend": self.backend, "threads": self.threads, "imgsz": imgsz,
                 "providers": list(self.providers or ["CPUExecutionProvider"]),
                 "reference_sha256": state_dict_sha256(self.reference)}
 
@@ -252,8 +255,9 @@ class LatencyEvaluator(Evaluator):
             else:
                 with self._session(imgsz, model) as runs:
                     ready = time.perf_counter()
-                    times = interleave(runs.reference, runs.candidate, self.runs, self.warmup)
-                metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])), "latency_scheme": SCHEME}
+                    times = interleave(runs.reference, runs.candidate, self.runs, self.warmup,
+                                       warm=self.scheme == WARM_SCHEME)
+                metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])), "latency_scheme": self.scheme}
             self.last_timings = {"export_s": ready - start, "latency_runs_s": time.perf_counter() - ready}
         return {**metrics, **self._provenance()}
 

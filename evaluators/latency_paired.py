@@ -24,6 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 SCHEME = "paired-runs-v1"
+#: each timed run preceded by an untimed run of the same model, so neither is timed on caches the
+#: other just filled (a small candidate after the reference read slower paired than alone, issue 16)
+WARM_SCHEME = "paired-warm-v1"
+SCHEMES = (SCHEME, WARM_SCHEME)
 #: percentile -> runs needed to report it: at least 1 / (1 - p) samples, so at least one lies above it
 PERCENTILE_RUNS = {90: 10, 95: 20, 99: 100}
 SPREAD = 0.1  # stop once IQR / median of the ratios is below this (torch.utils.benchmark's default)
@@ -54,17 +58,25 @@ def relative_spread(values: np.ndarray) -> float:
 
 
 def interleave(run_reference: Callable[[], Any], run_candidate: Callable[[], Any], runs: int, warmup: int,
-               max_runs: int | None = None, spread: float = SPREAD, clock: Clock = time.perf_counter) -> PairedTimes:
+               max_runs: int | None = None, spread: float = SPREAD, clock: Clock = time.perf_counter,
+               warm: bool = False) -> PairedTimes:
     """Time ``runs`` (up to ``max_runs``, default 3x, while the ratios spread more than ``spread``)
-    candidate runs, each between two reference runs, after ``warmup`` untimed runs of each."""
+    candidate runs, each between two reference runs, after ``warmup`` untimed runs of each. With
+    ``warm`` (WARM_SCHEME) every timed run follows an untimed run of the same model."""
     cap = max(runs, max_runs if max_runs is not None else 3 * runs)
     for _ in range(warmup):
         run_reference()
         run_candidate()
-    times = PairedTimes([_timed(run_reference, clock)], [])
+
+    def timed(run: Callable[[], Any]) -> float:
+        if warm:
+            run()
+        return _timed(run, clock)
+
+    times = PairedTimes([timed(run_reference)], [])
     while True:
-        times.candidate_ms.append(_timed(run_candidate, clock))
-        times.reference_ms.append(_timed(run_reference, clock))
+        times.candidate_ms.append(timed(run_candidate))
+        times.reference_ms.append(timed(run_reference))
         done = len(times.candidate_ms)
         if done >= cap or (done >= runs and relative_spread(times.ratios()) < spread):
             return times

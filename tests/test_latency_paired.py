@@ -10,7 +10,7 @@ from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.latency import SCALE_ATTR, LatencyEvaluator
-from evaluators.latency_paired import PERCENTILE_RUNS, interleave, paired_metrics, reference_best_ms
+from evaluators.latency_paired import PERCENTILE_RUNS, WARM_SCHEME, interleave, paired_metrics, reference_best_ms
 from spaces.errors import ArchpruneError
 
 
@@ -52,6 +52,42 @@ def test_a_machine_slow_for_the_whole_window_still_reads_the_quiet_scale() -> No
     times = interleave(slow.model(10.0), slow.model(4.0), runs=30, warmup=1, clock=slow.clock)
     metrics = paired_metrics(times, best)
     assert metrics["latency_raw_ms"] == pytest.approx(8.0) and metrics["latency_ms"] == pytest.approx(4.0)
+
+
+class ColdCacheMachine:
+    """A clock, and a model that runs ``penalty_ms`` slower right after another model ran (its cache
+    was evicted), as the smallest candidates did paired on the VM (issue 16)."""
+
+    def __init__(self, penalty_ms: float) -> None:
+        self.now, self.penalty, self.last = 0.0, penalty_ms, None
+
+    def model(self, ms: float):
+        def run() -> None:
+            self.now += (ms + (self.penalty if self.last not in (None, run) else 0.0)) / 1e3
+            self.last = run
+        return run
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("warm,expected_ms", [(False, 2.5), (True, 2.0)])
+def test_the_warm_scheme_times_each_model_on_its_own_cache(warm: bool, expected_ms: float) -> None:
+    machine = ColdCacheMachine(penalty_ms=0.5)
+    reference, candidate = machine.model(10.0), machine.model(2.0)
+    times = interleave(reference, candidate, runs=20, warmup=1, clock=machine.clock, warm=warm)
+    assert paired_metrics(times, 10.0)["latency_raw_ms"] == pytest.approx(expected_ms)
+    assert len(times.reference_ms) == len(times.candidate_ms) + 1
+
+
+def test_the_warm_scheme_is_part_of_the_scale_so_a_resume_on_the_other_is_refused() -> None:
+    stored = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(),
+                              reference_rounds=1).bind_run({}, resumed=False, imgsz=32)
+    warm = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), scheme=WARM_SCHEME)
+    with pytest.raises(ArchpruneError, match="scheme 'paired-runs-v1' -> 'paired-warm-v1'"):
+        warm.bind_run(stored, resumed=True, imgsz=32)
+    with pytest.raises(ArchpruneError, match="unknown latency scheme 'cold'"):
+        LatencyEvaluator("torch", scheme="cold")
 
 
 def test_percentiles_are_consistent_and_reported_only_when_the_runs_support_them() -> None:
