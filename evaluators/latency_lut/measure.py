@@ -14,11 +14,9 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from evaluators.latency import cpu_model, measurement_lock
@@ -26,6 +24,9 @@ from evaluators.onnx_export import OPSET, onnx_session
 
 from .convs import ConvSpec, conv_list
 from .table import ConvKey, LatencyTable
+
+if TYPE_CHECKING:
+    import onnx
 
 GRAPH = "Conv (BN folded) + SiLU, fp32, batch 1, opset 17"
 
@@ -84,6 +85,9 @@ def keys_for(models: Iterable[nn.Module], imgsz: int) -> list[ConvKey]:
 
 def conv_graph(key: ConvKey, seed: int = 0) -> onnx.ModelProto:
     """A one-conv model: input (1, c_in, h, h) -> Conv(+bias) -> SiLU (as x * sigmoid(x), like torch exports it)."""
+    # imported here: every search lists the evaluators' metrics, and onnx costs ~0.6-1.6 s of a resume
+    from onnx import TensorProto, helper, numpy_helper
+
     groups = key.c_in if key.kind == "depthwise" else 1
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((key.c_out, key.c_in // groups, key.k, key.k)).astype(np.float32) * 0.1
@@ -116,6 +120,8 @@ def _median_ms(run: Callable[[], Any], warmup: int, min_runs: int, max_runs: int
 def measure_key(key: ConvKey, workdir: Path, providers: list[str] | None = None, threads: int | None = None,
                 budget_s: float = 0.03) -> float:
     """Median ms of one conv config on this machine, under the machine-wide measurement lock."""
+    import onnx
+
     path = workdir / "conv.onnx"
     onnx.save(conv_graph(key), path)
     session = onnx_session(path, providers=providers, threads=threads)
