@@ -155,8 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--imgsz", default="160", help="image sizes, comma-separated (e.g. 160,320)")
     parser.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
-    parser.add_argument("--scheme", default="paired", help="single (before issue 16), paired, paired-warm (each timed run after an untimed one of "
-                        "the same model), or several: single,paired")
+    parser.add_argument("--scheme", default="paired",
+                        help="single (before issue 16), paired, paired-warm (each timed run after an untimed run of "
+                             "the same model), or several: single,paired")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
     parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")

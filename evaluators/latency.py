@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.latency_paired import PERCENTILE_RUNS, SCHEME, SCHEMES, WARM_SCHEME, interleave, paired_metrics, reference_best_ms
+from evaluators.latency_paired import (PERCENTILE_RUNS, SCHEME, SCHEMES, WARM_SCHEME, interleave, paired_metrics,
+                                      reference_best_ms)
 from evaluators.onnx_export import export_onnx, onnx_session
 from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
@@ -257,7 +258,8 @@ class LatencyEvaluator(Evaluator):
                     ready = time.perf_counter()
                     times = interleave(runs.reference, runs.candidate, self.runs, self.warmup,
                                        warm=self.scheme == WARM_SCHEME)
-                metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])), "latency_scheme": self.scheme}
+                metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])),
+                           "latency_scheme": self.scheme}
             self.last_timings = {"export_s": ready - start, "latency_runs_s": time.perf_counter() - ready}
         return {**metrics, **self._provenance()}
 
