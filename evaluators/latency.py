@@ -19,6 +19,7 @@ from torch import nn
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.latency_paired import (PERCENTILE_RUNS, SCHEME, SCHEMES, WARM_SCHEME, interleave, paired_metrics,
                                       reference_best_ms)
+from evaluators.latency_machine_scale import settle_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
 from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
@@ -186,7 +187,8 @@ class LatencyEvaluator(Evaluator):
 
     def bind_run(self, stored: dict[str, Any], resumed: bool, imgsz: int) -> dict[str, Any]:
         """Before the first candidate: export the reference and take the run's scale, the reference's
-        best latency, from the run when it has one (a resume, another process), else measure it now."""
+        best latency, from the run when it has one (a resume, another process), else measure it now
+        and take the lower of that and this machine's best before (latency_machine_scale)."""
         if self.reference is None:
             return {}
         key, scale = self._scale_key(imgsz), stored.get(SCALE_ATTR)
@@ -204,8 +206,11 @@ class LatencyEvaluator(Evaluator):
             self.reference_scale = scale
             return {}
         with measurement_lock(), self._session(imgsz) as run:
-            best = reference_best_ms(run.reference, self.reference_rounds, self.warmup, self.runs)
-        self.reference_scale = {**key, "best_ms": best, **self._provenance()}
+            measured = reference_best_ms(run.reference, self.reference_rounds, self.warmup, self.runs)
+        provenance = self._provenance()
+        # the lower of this reading and the machine's best before it: runs on one machine share one scale
+        machine_key = {**key, "cpu": provenance["cpu"], "runtime": provenance["runtime"], "runs": self.runs}
+        self.reference_scale = {**key, **settle_best_ms(machine_key, measured), **provenance}
         return {SCALE_ATTR: self.reference_scale}
 
     # -- measuring ---------------------------------------------------------------------------

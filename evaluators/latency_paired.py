@@ -7,8 +7,9 @@ measurements taken back to back swings 1.5x (issue 16), because the mode can cha
 Interleaving single inferences (reference, candidate, reference, candidate, ..., reference) puts
 each candidate run between two reference runs a few milliseconds away, which see the same mode:
 their ratio does not depend on the mode. ``latency_ms`` is the median ratio times the reference's
-best latency measured once at the run's start (stored with the run, so a resume, another worker or
-another process uses the same scale). torch.utils.benchmark's adaptive rule is kept: runs continue
+best latency, measured at the run's start and kept no higher than this machine's best before
+(latency_machine_scale), and stored with the run, so a resume, another worker or another process
+uses the same scale. torch.utils.benchmark's adaptive rule is kept: runs continue
 past the minimum, up to a cap, until the ratios' interquartile range is within 10% of their median.
 
 No library times two models run by run against each other, hence this module; the timing itself is

@@ -140,6 +140,25 @@ def test_the_scale_is_measured_once_stored_and_reused(monkeypatch: pytest.Monkey
     assert again.bind_run(stored, resumed=True, imgsz=32) == {} and again.reference_scale == scale
 
 
+def test_two_fresh_runs_on_one_machine_share_the_best_scale_either_has_seen(monkeypatch, tmp_path) -> None:
+    """The second of two fresh runs measured the reference in a slower mode: it still reports on the
+    first run's scale; a later, faster reading lowers the scale for the runs after it."""
+    monkeypatch.setenv("ARCHPRUNE_CACHE", str(tmp_path))
+    readings = iter([10.0, 12.5, 9.0])
+    monkeypatch.setattr("evaluators.latency.reference_best_ms", lambda *args, **kwargs: next(readings))
+
+    def fresh_scale(**change) -> dict:
+        options = {"threads": 1, "runs": 10, "warmup": 1, "reference": _tiny(), "reference_rounds": 1, **change}
+        return LatencyEvaluator("torch", **options).bind_run({}, resumed=False, imgsz=32)[SCALE_ATTR]
+
+    first, second, third = fresh_scale(), fresh_scale(), fresh_scale()
+    assert first["best_ms"] == 10.0 and second["best_ms"] == 10.0 and second["best_measured_now_ms"] == 12.5
+    assert third["best_ms"] == 9.0 and third["machine_readings"] == 3
+    # another thread count is another scale: it starts from its own reading
+    readings = iter([20.0])
+    assert fresh_scale(threads=2)["best_ms"] == 20.0
+
+
 @pytest.mark.parametrize("change,message", [
     (dict(threads=2), "threads 1 -> 2"),
     (dict(backend="ort"), "backend 'torch' -> 'ort'"),
