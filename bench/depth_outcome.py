@@ -29,6 +29,7 @@ both are done.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,8 @@ def pick(row: Path, source: str, ratio: float, space: str, recovery: Recovery, a
 
     run = searches / f"{space.replace('+', '-')}-{budget_name(ratio)}"
     handle = run_search(run, source, recovery, "map50_95:max", args.trials, [f"latency_ratio<={ratio}"],
-                        proxy=args.proxy, extra=[*SPACES[space], "--latency", "ort", "--threads", "1"])
+                        proxy=args.proxy, extra=[*SPACES[space], "--latency", "ort", "--threads", "1",
+                                                 *shlex.split(args.search_flags)])
     feasible = [r for r in handle.store.records() if r.feasible and "map50_95" in r.metrics]
     if not feasible:
         raise SystemExit(f"search {run} found no candidate within {ratio:.0%} of the base's latency")
@@ -205,6 +207,9 @@ def main() -> None:
     parser.add_argument("--proxy", default="adaptive-bn",
                         help="the searches' accuracy proxy (default adaptive-bn; finetune: ~50 s a candidate, the "
                              "only axis issue 13 found to keep its order below 50%% of the FLOPs)")
+    parser.add_argument("--search-flags", default="",
+                        help="more flags for both searches, e.g. issue 13's '--importance lamp --min-keep 0.0625 "
+                             "--width-steps 32' (recorded in the folder's settings)")
     parser.add_argument("--report", action="store_true", help="print the table from what has finished; run nothing")
     add_recovery_args(parser)
     args = parser.parse_args()
@@ -215,7 +220,8 @@ def main() -> None:
     recovery = recovery_from_args(args)
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     proxy = {} if args.proxy == "adaptive-bn" else {"proxy": args.proxy}  # folders of the default stay valid
-    check_settings(out, {**recovery.meaning(), "trials": args.trials, "base": args.base or "trained", **proxy})
+    flags = {"search_flags": args.search_flags} if args.search_flags else {}
+    check_settings(out, {**recovery.meaning(), "trials": args.trials, "base": args.base or "trained", **proxy, **flags})
     start = time.perf_counter()
     base = args.base or str(train_base(out))
     run_all(out, base, budgets, recovery, args)
