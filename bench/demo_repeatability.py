@@ -12,6 +12,7 @@ Run it while nothing else runs.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,13 @@ from evaluators.latency import cpu_model
 
 
 def run_demo(run: Path) -> None:
+    """One ``archprune demo`` into ``run``. Both runs share one cache folder beside them, new with the
+    benchmark, so they start as a new user's first and second runs do: the dataset and this machine's
+    latency scale (latency_machine_scale) are made by the first, found by the second."""
     if (run / "pareto.json").exists():
         return
-    subprocess.run([sys.executable, "-m", "search.cli", "demo", "--out", str(run)], check=True)
+    env = {**os.environ, "ARCHPRUNE_CACHE": str(run.parent / "cache")}
+    subprocess.run([sys.executable, "-m", "search.cli", "demo", "--out", str(run)], check=True, env=env)
 
 
 def front_latencies(run: Path) -> tuple[dict[tuple, float], set[tuple]]:
@@ -50,6 +55,17 @@ def latencies(run: Path) -> tuple[dict[tuple, float], set[tuple]]:
     return {tuple(r.genome): r.metrics["latency_ms"] for r in records}, front
 
 
+def scale_line(run: Path) -> str:
+    """The run's latency scale: the reference's best it took, and its own reading at the start."""
+    from evaluators.latency import SCALE_ATTR
+    from search.runs import open_run
+
+    scale = open_run(str(run)).store.study.user_attrs.get(SCALE_ATTR) or {}
+    now = scale.get("best_measured_now_ms")
+    return (f"scale {scale.get('best_ms', float('nan')):.3f} ms ({scale.get('scheme')}); its own reading at the "
+            f"start {now:.3f} ms" if now else f"scale {scale.get('best_ms', float('nan')):.3f} ms (measured by the run)")
+
+
 def report(out: Path) -> str:
     (one, front), (two, _) = latencies(out / "run1"), latencies(out / "run2")
     common = sorted(set(one) & set(two))
@@ -66,9 +82,10 @@ def report(out: Path) -> str:
                 f"{worst:.1%} | {within:.0%} |")
 
     fronts_only = not all((out / name / "study.db").exists() for name in ("run1", "run2"))
+    scales = [] if fronts_only else [f"- {name}: {scale_line(out / name)}" for name in ("run1", "run2")]
     note = ["(a study.db is missing: both rows are the two fronts' common candidates, matched by FLOPs and params)",
             ""] if fronts_only else []
-    return "\n".join([f"CPU: {cpu_model()}", "", *note,
+    return "\n".join([f"CPU: {cpu_model()}", "", *note, *scales, *([""] if scales else []),
                       "| candidates | n | run 2 / run 1 latency_ms (min / median / max) | worst difference | within 5% |",
                       "|---|---:|---|---:|---:|", line("evaluated in both runs", ratios),
                       line("on run 1's front", front_ratios)])

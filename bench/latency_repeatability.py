@@ -105,6 +105,10 @@ def measure(args: argparse.Namespace) -> None:
             row = {"repeat": repeat, "model": name, "flops_g": flops[(name, config.imgsz)],
                    "latency_ms": metrics["latency_ms"], "latency_raw_ms": metrics.get("latency_raw_ms"),
                    "time": time.time(), "cpu": cpu_model(), "threads": config.threads}
+            pairs = evaluators[config].last_pairs
+            if pairs is not None and args.keep_runs:  # every single run, to compare estimators afterwards
+                row.update(reference_runs_ms=[round(t, 4) for t in pairs.reference_ms],
+                           candidate_runs_ms=[round(t, 4) for t in pairs.candidate_ms])
             with paths[config].open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(f"repeat {repeat} {config.name} {name}: {row['latency_ms']:.3f} ms", flush=True)
@@ -151,6 +155,39 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+#: ways to turn one paired measurement's single runs into a ratio to the reference (--estimators)
+ESTIMATORS = {
+    "median of pair ratios (in use)": lambda c, r: float(np.median(c / ((r[:-1] + r[1:]) / 2))),
+    "25th pct of pair ratios": lambda c, r: float(np.percentile(c / ((r[:-1] + r[1:]) / 2), 25)),
+    "ratio of medians": lambda c, r: float(np.median(c) / np.median(r)),
+    "ratio of 10th pcts": lambda c, r: float(np.percentile(c, 10) / np.percentile(r, 10)),
+    "ratio of minima": lambda c, r: float(c.min() / r.min()),
+}
+
+
+def estimators_report(out: Path) -> str:
+    """Per configuration and estimator, the models' max/min over repeats (min / median / max over
+    models, and the worst model), from rows stored with --keep-runs."""
+    lines = ["| configuration | estimator | spread (min / median / max over models) | worst model |",
+             "|---|---|---|---|"]
+    for path in sorted(Path(out).expanduser().glob("*.jsonl")):
+        rows = [r for r in _rows(path) if "candidate_runs_ms" in r]
+        if not rows:
+            continue
+        for name, estimate in ESTIMATORS.items():
+            per: dict[str, list[float]] = {}
+            for r in rows:
+                per.setdefault(r["model"], []).append(
+                    estimate(np.asarray(r["candidate_runs_ms"]), np.asarray(r["reference_runs_ms"])))
+            spread = {m: max(v) / min(v) for m, v in per.items() if len(v) > 1}
+            if not spread:
+                continue
+            values, worst = sorted(spread.values()), max(spread, key=spread.get)
+            lines.append(f"| {path.stem} | {name} | {values[0]:.3f} / {np.median(values):.3f} / {values[-1]:.3f} | "
+                         f"{worst} ({spread[worst]:.3f}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--imgsz", default="160", help="image sizes, comma-separated (e.g. 160,320)")
@@ -161,10 +198,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
     parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="store every timed run of a paired measurement (for --estimators)")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--estimators", action="store_true", help="compare ratio estimators on rows kept with "
+                        "--keep-runs; run nothing")
     args = parser.parse_args()
     if args.report:
         print(report(Path(args.out)))
+    elif args.estimators:
+        print(estimators_report(Path(args.out)))
     else:
         measure(args)
 

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.latency_paired import (PERCENTILE_RUNS, SCHEME, SCHEMES, WARM_SCHEME, interleave, paired_metrics,
-                                      reference_best_ms)
+from evaluators.latency_paired import (DEFAULT_SCHEME, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME, PairedTimes,
+                                      interleave, paired_metrics, reference_best_ms)
 from evaluators.latency_machine_scale import settle_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
 from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
@@ -145,16 +145,18 @@ class LatencyEvaluator(Evaluator):
 
     def __init__(self, backend: str = "ort", threads: int | None = None, runs: int = 30, warmup: int = 5,
                  providers: list[str] | None = None, reference: nn.Module | None = None,
-                 reference_rounds: int = 5, scheme: str = SCHEME) -> None:
+                 reference_rounds: int = 5, scheme: str | None = None) -> None:
         check_backend(backend)
-        if scheme not in SCHEMES:
+        if scheme is not None and scheme not in SCHEMES:
             raise ArchpruneError(f"unknown latency scheme {scheme!r}; use {' or '.join(map(repr, SCHEMES))}")
-        self.scheme = scheme
+        # without a scheme asked for, a resumed run keeps the one it was measured with (bind_run)
+        self.scheme, self.scheme_given = scheme or DEFAULT_SCHEME, scheme is not None
         self.threads = threads or DEFAULT_THREADS  # a recorded choice, never the runtime's "all cores"
         self.backend, self.runs, self.warmup, self.providers = backend, runs, warmup, providers
         self.reference, self.reference_rounds = reference, reference_rounds
         self.reference_onnx: bytes | None = None  # exported once by bind_run; travels to the workers
         self.reference_scale: dict[str, Any] | None = None  # the run's stored scale (see bind_run)
+        self.last_pairs: PairedTimes | None = None  # the last paired measurement's single runs
         # a percentile only where the run count supports it (latency_paired.PERCENTILE_RUNS)
         unsupported = {f"latency_p{p}_ms" for p, needed in PERCENTILE_RUNS.items() if runs < needed}
         paired = [m.name for m in self.metrics if m.name not in unsupported]
@@ -191,7 +193,10 @@ class LatencyEvaluator(Evaluator):
         and take the lower of that and this machine's best before (latency_machine_scale)."""
         if self.reference is None:
             return {}
-        key, scale = self._scale_key(imgsz), stored.get(SCALE_ATTR)
+        scale = stored.get(SCALE_ATTR)
+        if scale is not None and not self.scheme_given and scale.get("scheme") in SCHEMES:
+            self.scheme = scale["scheme"]  # a run keeps its scheme when the default changes
+        key = self._scale_key(imgsz)
         if self._runtime().from_onnx:  # exported once: every candidate's window reloads the same file
             with scratch_folder() as tmp:
                 self.reference_onnx = export_onnx(self.reference, Path(tmp) / "reference.onnx", imgsz=imgsz).read_bytes()
@@ -263,6 +268,7 @@ class LatencyEvaluator(Evaluator):
                     ready = time.perf_counter()
                     times = interleave(runs.reference, runs.candidate, self.runs, self.warmup,
                                        warm=self.scheme == WARM_SCHEME)
+                self.last_pairs = times  # every timed run, for benchmarks of the estimator (bench/)
                 metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])),
                            "latency_scheme": self.scheme}
             self.last_timings = {"export_s": ready - start, "latency_runs_s": time.perf_counter() - ready}

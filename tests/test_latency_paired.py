@@ -175,6 +175,19 @@ def test_a_resume_on_another_scale_is_refused(change: dict, message: str) -> Non
     assert message in str(refused.value)
 
 
+@pytest.mark.parametrize("stored_scheme", ["paired-runs-v1", WARM_SCHEME])
+def test_a_resume_keeps_the_scheme_its_run_was_measured_with_unless_another_is_asked(stored_scheme: str) -> None:
+    """A run keeps its scheme when the default changes; asking for another one is refused."""
+    stored = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), reference_rounds=1,
+                              scheme=stored_scheme).bind_run({}, resumed=False, imgsz=32)
+    resumed = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny())
+    assert resumed.bind_run(stored, resumed=True, imgsz=32) == {} and resumed.scheme == stored_scheme
+    other = next(s for s in ("paired-runs-v1", WARM_SCHEME) if s != stored_scheme)
+    with pytest.raises(ArchpruneError, match="another scale"):
+        LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), scheme=other).bind_run(
+            stored, resumed=True, imgsz=32)
+
+
 def test_a_run_measured_the_old_way_is_not_mixed_with_paired_latencies() -> None:
     with pytest.raises(ArchpruneError, match="without a reference model"):
         LatencyEvaluator("torch", threads=1, reference=_tiny()).bind_run({}, resumed=True, imgsz=32)
