@@ -29,7 +29,9 @@ SCHEME = "paired-runs-v1"
 #: other just filled (a small candidate after the reference read slower paired than alone, issue 16)
 WARM_SCHEME = "paired-warm-v1"
 SCHEMES = (SCHEME, WARM_SCHEME)
-DEFAULT_SCHEME = SCHEME  # what a new run measures with; a resumed run keeps its own
+#: what a new run measures with (a resumed run keeps its own): warm, because it times each model on
+#: its own cache as deployment runs it back to back, and spread no more than paired runs (BENCHMARKS.md)
+DEFAULT_SCHEME = WARM_SCHEME
 #: percentile -> runs needed to report it: at least 1 / (1 - p) samples, so at least one lies above it
 PERCENTILE_RUNS = {90: 10, 95: 20, 99: 100}
 SPREAD = 0.1  # stop once IQR / median of the ratios is below this (torch.utils.benchmark's default)

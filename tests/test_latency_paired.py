@@ -10,7 +10,8 @@ from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.latency import SCALE_ATTR, LatencyEvaluator
-from evaluators.latency_paired import PERCENTILE_RUNS, WARM_SCHEME, interleave, paired_metrics, reference_best_ms
+from evaluators.latency_paired import (DEFAULT_SCHEME, PERCENTILE_RUNS, WARM_SCHEME, interleave, paired_metrics,
+                                      reference_best_ms)
 from spaces.errors import ArchpruneError
 
 
@@ -81,8 +82,8 @@ def test_the_warm_scheme_times_each_model_on_its_own_cache(warm: bool, expected_
 
 
 def test_the_warm_scheme_is_part_of_the_scale_so_a_resume_on_the_other_is_refused() -> None:
-    stored = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(),
-                              reference_rounds=1).bind_run({}, resumed=False, imgsz=32)
+    stored = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), reference_rounds=1,
+                              scheme="paired-runs-v1").bind_run({}, resumed=False, imgsz=32)
     warm = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), scheme=WARM_SCHEME)
     with pytest.raises(ArchpruneError, match="scheme 'paired-runs-v1' -> 'paired-warm-v1'"):
         warm.bind_run(stored, resumed=True, imgsz=32)
@@ -127,7 +128,7 @@ def test_the_scale_is_measured_once_stored_and_reused(monkeypatch: pytest.Monkey
     first = LatencyEvaluator("torch", threads=1, runs=10, warmup=1, reference=_tiny(), reference_rounds=1)
     stored = first.bind_run({}, resumed=False, imgsz=32)
     scale = stored[SCALE_ATTR]
-    assert scale["scheme"] == "paired-runs-v1" and scale["best_ms"] > 0 and scale["threads"] == 1
+    assert scale["scheme"] == DEFAULT_SCHEME == WARM_SCHEME and scale["best_ms"] > 0 and scale["threads"] == 1
     result = first.evaluate(Candidate(model=nn.Conv2d(3, 4, 3).eval(), imgsz=32))
     assert result["latency_ms"] == pytest.approx(result["latency_ratio"] * scale["best_ms"])
     assert set(first.metric_names) <= set(result)
@@ -206,6 +207,6 @@ def test_a_search_measures_every_candidate_on_the_run_scale_and_a_resume_keeps_i
     assert records[0].source == "unpruned"  # the reference itself: its ratio is about 1
     for record in records:
         assert record.metrics["latency_ms"] == pytest.approx(record.metrics["latency_ratio"] * scale["best_ms"])
-        assert record.metrics["latency_scheme"] == "paired-runs-v1" and record.metrics["latency_raw_ms"] > 0
+        assert record.metrics["latency_scheme"] == WARM_SCHEME and record.metrics["latency_raw_ms"] > 0
     again = run_search(RunSettings(**{**settings.to_dict(), "trials": 6}), progress=False, say=lambda line: None)
     assert len(again.store) == 6 and again.store.study.user_attrs[SCALE_ATTR] == scale
