@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import platform
 import socket
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
+from evaluators.cache_folder import cache_folder, exclusive_lock
 from evaluators.latency_paired import (DEFAULT_SCHEME, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME, PairedTimes,
                                       interleave, paired_metrics, reference_best_ms)
 from evaluators.latency_machine_scale import settle_best_ms
@@ -89,14 +89,8 @@ def best_of_rounds(models: list[nn.Module], imgsz: int, threads: int | None = No
 @contextlib.contextmanager
 def measurement_lock(path: Path | None = None) -> Iterator[None]:
     """One latency measurement at a time on this machine: two at once distort each other."""
-    path = path or Path(os.environ.get("ARCHPRUNE_CACHE") or Path.home() / ".cache" / "archprune") / "latency.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(path or cache_folder() / "latency.lock"):
+        yield
 
 
 def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = None, warmup: int = 5,

@@ -11,40 +11,23 @@ on (scheme, runtime and its version, threads, image size, providers, the referen
 CPU), so another runtime version or CPU starts a scale of its own. A run stores the scale it took,
 so a resume never re-reads this file.
 
-No library keeps such a calibration, hence this module; the file is locked (fcntl) so concurrent
-runs on one machine read and update it in turn.
+No library keeps such a calibration, hence this module; the file is locked (cache_folder.exclusive_lock)
+so concurrent runs on one machine read and update it in turn.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-
-def scales_folder() -> Path:
-    root = os.environ.get("ARCHPRUNE_CACHE") or Path.home() / ".cache" / "archprune"
-    return Path(root) / "latency-scales"
+from evaluators.cache_folder import cache_folder, exclusive_lock
 
 
 def _path(key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return scales_folder() / f"{digest}.json"
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (path.parent / (path.name + ".lock")).open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return cache_folder() / "latency-scales" / f"{digest}.json"
 
 
 def settle_best_ms(key: dict[str, Any], measured_ms: float) -> dict[str, Any]:
@@ -53,7 +36,7 @@ def settle_best_ms(key: dict[str, Any], measured_ms: float) -> dict[str, Any]:
     Returns ``best_ms`` and what it came from (``best_measured_now_ms``, ``machine_best_since``,
     ``machine_readings``)."""
     path = _path(key)
-    with _locked(path):
+    with exclusive_lock(path.with_suffix(".lock")):
         try:
             kept = json.loads(path.read_text())
         except (OSError, ValueError):  # none yet, or a file cut short: start the machine's scale anew
