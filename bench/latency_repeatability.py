@@ -25,14 +25,14 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from evaluators._base import Candidate
 from evaluators.flops import count_flops_params
 from evaluators.latency import LatencyEvaluator, cpu_model
-from evaluators.latency_paired import SCHEME, WARM_SCHEME
+from evaluators.latency_paired import SCHEME, WARM_SCHEME, PairedTimes
 from spaces.channel_space import ChannelSpace
 from spaces.models import load_model
 
@@ -156,12 +156,12 @@ def report(out: Path) -> str:
 
 
 #: ways to turn one paired measurement's single runs into a ratio to the reference (--estimators)
-ESTIMATORS = {
-    "median of pair ratios (in use)": lambda c, r: float(np.median(c / ((r[:-1] + r[1:]) / 2))),
-    "25th pct of pair ratios": lambda c, r: float(np.percentile(c / ((r[:-1] + r[1:]) / 2), 25)),
-    "ratio of medians": lambda c, r: float(np.median(c) / np.median(r)),
-    "ratio of 10th pcts": lambda c, r: float(np.percentile(c, 10) / np.percentile(r, 10)),
-    "ratio of minima": lambda c, r: float(c.min() / r.min()),
+ESTIMATORS: dict[str, Callable[[PairedTimes], float]] = {
+    "median of pair ratios (in use)": lambda t: float(np.median(t.ratios())),
+    "25th pct of pair ratios": lambda t: float(np.percentile(t.ratios(), 25)),
+    "ratio of medians": lambda t: float(np.median(t.candidate_ms) / np.median(t.reference_ms)),
+    "ratio of 10th pcts": lambda t: float(np.percentile(t.candidate_ms, 10) / np.percentile(t.reference_ms, 10)),
+    "ratio of minima": lambda t: float(min(t.candidate_ms) / min(t.reference_ms)),
 }
 
 
@@ -177,8 +177,7 @@ def estimators_report(out: Path) -> str:
         for name, estimate in ESTIMATORS.items():
             per: dict[str, list[float]] = {}
             for r in rows:
-                per.setdefault(r["model"], []).append(
-                    estimate(np.asarray(r["candidate_runs_ms"]), np.asarray(r["reference_runs_ms"])))
+                per.setdefault(r["model"], []).append(estimate(PairedTimes(r["reference_runs_ms"], r["candidate_runs_ms"])))
             spread = {m: max(v) / min(v) for m, v in per.items() if len(v) > 1}
             if not spread:
                 continue
