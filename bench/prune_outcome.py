@@ -121,6 +121,7 @@ def searched_pick(row: Path, base: str, source: str, bound: float, recovery: Rec
     extra += ["--min-keep", str(args.min_keep)] if args.min_keep is not None else []
     extra += ["--width-steps", str(args.width_steps)] if args.width_steps is not None else []
     extra += ["--round-to", str(args.round_to)] if args.round_to is not None else []
+    extra += ["--depth"] if args.depth else []
     run = searches / f"pick-{base}-{row.parent.name}"
     handle = run_search(run, source, recovery, args.search_objectives, args.trials, [f"flops_g<={bound}"],
                         proxy=args.proxy, importance=args.importance, extra=extra)
@@ -308,6 +309,8 @@ def main() -> None:
     parser.add_argument("--round-to", type=int, default=None,
                         help="the search's --round-to (default the search's 8); 1 lets its LAMP start be Torch-Pruning's "
                              "LAMP model itself, whose channel counts are not multiples of 8")
+    parser.add_argument("--depth", action="store_true",
+                        help="the search also drops C2f/C3k2 bottlenecks (issue 17's depth genes)")
     parser.add_argument("--search-objectives", default="map50_95:max",
                         help="the pick's search objectives (default map50_95:max: only the budget bounds FLOPs)")
     parser.add_argument("--base-epochs", default="", help="NAME=EPOCHS,...: extra training epochs of each base")
@@ -342,7 +345,8 @@ def main() -> None:
                          "importance": args.importance, "search_objectives": args.search_objectives,
                          **({"min_keep": args.min_keep} if args.min_keep is not None else {}),
                          **({"width_steps": args.width_steps} if args.width_steps is not None else {}),
-                         **({"round_to": args.round_to} if args.round_to is not None else {})})
+                         **({"round_to": args.round_to} if args.round_to is not None else {}),
+                         **({"depth": True} if args.depth else {})})
     check_bases(out, bases)
     given = parse_mapping(args.base_epochs, "--base-epochs")
     rows = rows_for(bases, [b for b in args.baseline_bases.split(",") if b in bases],
