@@ -108,3 +108,20 @@ def test_the_latency_predictor_prices_a_depth_pruned_candidate(space: ChannelSpa
     table = measure_for([shallow], 64, new_table("t", threads=1), threads=1, progress=False)
     predicted = LatencyPredictor(table).predict(shallow, 64)
     assert math.isfinite(predicted) and predicted > 0
+
+
+def test_a_depth_search_under_a_flops_budget_starts_from_the_budget_allocations(tmp_path: Path) -> None:
+    # the budget's checks build the smallest genome, which with depth genes must be made canonical first
+    from evaluators.flops import count_flops_params
+
+    bound = round(0.7 * count_flops_params(load_model("yolov8n-digits"), 64)["flops_g"], 6)
+    run = ["--model", "yolov8n-digits", "--imgsz", "64", "--depth", "--objectives", "params_m:min",
+           "--constraint", f"flops_g<={bound}", "--trials", "20", "--executor", "inline", "--run", "budget",
+           "--results", str(tmp_path), "--no-progress"]
+    assert main(["search", *run]) == 0
+    from search.runs import open_run
+
+    records = open_run("budget", results=str(tmp_path)).store.records()
+    starts = {r.source: r for r in records if r.source in ("global-budget", "lamp-budget")}
+    assert set(starts) == {"global-budget", "lamp-budget"} and not any(r.failed for r in records)
+    assert all(r.feasible and r.metrics["flops_g"] <= bound for r in starts.values())

@@ -109,7 +109,8 @@ def check_reachable(space: ChannelSpace, constraints: list[Constraint], imgsz: i
     static = [c for c in constraints if c.name in ALWAYS and c.op == "<="]
     if not static:
         return
-    smallest = count_flops_params(space.build(tuple(0 for _ in space.genes)), imgsz)
+    # with depth genes the all-zero genome is not canonical (widths inside dropped blocks sit at the top)
+    smallest = count_flops_params(space.build(space.canonical(tuple(0 for _ in space.genes))), imgsz)
     for c in static:
         if smallest[c.name] > c.bound:
             raise ArchpruneError(f"constraint {c} can never be met: the smallest candidate in the space has "
