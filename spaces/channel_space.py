@@ -240,6 +240,14 @@ class ChannelSpace(SearchSpace):
                 added.append((name, genome))
         return added
 
+    def global_within(self, measure: Callable[[Genome], float], bound: float, steps: int = 14) -> Genome | None:
+        """The global allocation that keeps the most channels with ``measure(genome) <= bound`` (bisected
+        in ``steps`` measurements at most), or None when the criterion did not score every group or even
+        the smallest breaks it. ``measure`` may be a measured latency: noisy, but growing with the channels."""
+        if len(self._scores) != len(self.width_genes):
+            return None
+        return _largest_within(self.global_allocation, measure, bound, steps)
+
     def add_start(self, name: str, genome: Genome) -> bool:
         """``genome`` joins the baselines as ``name`` unless one of them is it already."""
         genome = self.validate(genome)

@@ -247,6 +247,29 @@ def test_a_flops_budget_adds_starts_bisected_to_it(tmp_path: Path, monkeypatch: 
     assert fixed and budget.metrics["flops_g"] > max(fixed)  # closer to the budget than any fixed start
 
 
+def test_a_latency_budget_starts_from_the_global_allocation_measured_to_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.runs import open_run
+    from search.space_recipes.channels import LATENCY_STARTS_FILE
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", "yolov8n", "--imgsz", "64", "--objectives", "params_m:min", "--importance", "l1",
+            "--constraint", "latency_ratio<=0.8", "--population", "4", "--offspring", "4", "--executor", "inline",
+            "--run", "lat", "--no-progress"]
+    assert main(["search", *args, "--trials", "14"]) == 0  # the starts come after the 12 fixed baselines
+    stored = tmp_path / "results" / "lat" / LATENCY_STARTS_FILE
+    genome = json.loads(stored.read_text())["latency_ratio<=0.8"]
+    starts = [r for r in open_run("results/lat").store.records() if r.source == "global-latency"]
+    assert len(starts) == 1 and list(starts[0].genome) == genome
+    assert starts[0].metrics["latency_ratio"] < 1.0  # narrower than the unpruned model it is paired with
+    # a resume asks the stored start again rather than measuring a new one (its first population replays)
+    before = stored.stat().st_mtime_ns
+    assert main(["search", *args, "--trials", "18"]) == 0
+    records = open_run("results/lat").store.records()
+    assert stored.stat().st_mtime_ns == before and len(records) == 18
+    assert [r.number for r in records if r.source == "global-latency"] == [starts[0].number]
+
+
 def test_a_flops_budget_starts_from_torch_prunings_global_lamp_at_it() -> None:
     from evaluators.flops import count_flops_params
     from search.baseline_pruning import prune_to_flops

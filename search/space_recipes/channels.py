@@ -2,11 +2,13 @@
 of coupled channels, scored by the registered evaluators the objectives need."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from search.space_recipes._base import SearchParts, SpaceRecipe
 from spaces.errors import ArchpruneError
+from spaces.output_files import write_text
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +41,7 @@ class ChannelsRecipe(SpaceRecipe):
         space = build_space(settings, model, data, imgsz)
         check_reachable(space, settings.constraint_list, imgsz)
         add_budget_starts(space, settings.constraint_list, imgsz)
+        add_latency_starts(space, settings, imgsz)
         order = (f"importance {settings.importance}" if space.order_source != "recorded" else
                  f"channel order recorded by the elastic base; --importance {settings.importance} not used")
         what = (f"{len(space.genes)} channel groups (10^{space.n_choices():.0f} candidates, {order}) "
@@ -130,6 +133,43 @@ def add_budget_starts(space: ChannelSpace, constraints: list[Constraint], imgsz:
             space.add_budget_starts(measure, c.bound)
             if c.name == "flops_g":
                 add_lamp_start(space, measure, c.bound, imgsz)
+
+
+LATENCY_METRICS = ("latency_ratio", "latency_ms")
+LATENCY_START_MARGIN = 0.97  # aim under the bound: the search measures the start again, with ~3-5% noise
+LATENCY_START_STEPS = 8  # bisection steps (one paired measurement each, ~1-2 s at 160 px)
+LATENCY_STARTS_FILE = "latency-starts.json"
+
+
+def add_latency_starts(space: ChannelSpace, settings: RunSettings, imgsz: int) -> None:
+    """Under a measured latency budget (``latency_ratio<=B`` or ``latency_ms<=B``) the search also starts
+    from the global allocation bisected to it by measuring (``global-latency``). Without it, at 50% of
+    yolov8n-digits-sparse's latency at 160 px both a width and a width+depth search picked the fixed
+    start ``global-0.4`` (0.40x, recovered 0.7380), while ``global_allocation(0.41)`` at 0.43x
+    recovered 0.7507 (BENCHMARKS.md, issue 17). The measured genomes are stored beside run.yaml, so
+    a resume asks the same starts (the drivers replay their first population); a run begun before
+    this start existed resumes without it."""
+    from evaluators.latency import LatencyEvaluator
+
+    budgets = [c for c in settings.constraint_list if c.name in LATENCY_METRICS and c.op == "<="]
+    if not budgets or settings.latency.startswith("predict:"):  # a predicted budget: a table, not this machine
+        return
+    path = settings.run_dir() / LATENCY_STARTS_FILE
+    if path.exists():
+        stored = json.loads(path.read_text())
+    elif (settings.run_dir() / "run.yaml").exists():
+        return
+    else:
+        evaluator = LatencyEvaluator.measuring(settings, reference=space.build(space.unpruned()))
+        stored = {}
+        for c in budgets:
+            measure = lambda genome, name=c.name: float(evaluator.measure(space.build(genome), imgsz)[name])  # noqa: E731
+            genome = space.global_within(measure, c.bound * LATENCY_START_MARGIN, LATENCY_START_STEPS)
+            stored[str(c)] = None if genome is None else [int(g) for g in genome]
+        write_text(path, json.dumps(stored, indent=1))
+    for constraint, genome in stored.items():
+        if genome is not None:
+            space.add_start("global-latency", tuple(genome))
 
 
 LAMP_SHRINKS = (1.0, 0.98, 0.96, 0.94)  # of the budget, when the space's rounding takes LAMP's widths over it
