@@ -10,7 +10,8 @@ repeats. Run it while nothing else runs. One schedule per configuration:
     python bench/latency_repeatability.py --out ~/archprune-runs/latrep --report
 
 ``--scheme single`` is the evaluator before issue 16 (a plain median of 30 runs), ``paired`` the
-run-by-run ratio against the base. Each measurement is appended to a JSONL file as it comes, so an
+run-by-run ratio against the base, ``paired-warm`` each timed run after an untimed one of the same
+model, ``paired-window`` warm with the candidate timed for at least 0.2 s in all. Each measurement is appended to a JSONL file as it comes, so an
 interrupted schedule resumes. The report gives, per configuration, each model's max/min of
 ``latency_ms`` over the repeats and Kendall's tau of the models' order between repeats, over all
 pairs and over the pairs whose median latencies differ by at least 10% (the goal: max/min <= 1.05,
@@ -32,7 +33,7 @@ import numpy as np
 from evaluators._base import Candidate
 from evaluators.flops import count_flops_params
 from evaluators.latency import LatencyEvaluator, cpu_model
-from evaluators.latency_paired import SCHEME, WARM_SCHEME, PairedTimes
+from evaluators.latency_paired import SCHEME, WARM_SCHEME, WINDOW_SCHEME, PairedTimes
 from spaces.channel_space import ChannelSpace
 from spaces.models import load_model
 
@@ -51,7 +52,7 @@ def candidates(seed: int = 0) -> list[tuple[str, Any]]:
 
 @dataclass(frozen=True)
 class Config:
-    scheme: str  # "single" (before issue 16), "paired" or "paired-warm"
+    scheme: str  # "single" (before issue 16), "paired", "paired-warm" or "paired-window"
     imgsz: int
     threads: int
 
@@ -68,7 +69,7 @@ def configs(args: argparse.Namespace) -> list[Config]:
 def evaluator_for(config: Config, base: Any, out: Path) -> LatencyEvaluator:
     """The search's latency evaluator for ``config``; a paired one keeps its scale (the base's
     best-known time) in a file beside the rows, so a resumed schedule stays on the same scale."""
-    scheme = WARM_SCHEME if config.scheme == "paired-warm" else SCHEME
+    scheme = {"paired-warm": WARM_SCHEME, "paired-window": WINDOW_SCHEME}.get(config.scheme, SCHEME)
     evaluator = LatencyEvaluator("ort", threads=config.threads, reference=None if config.scheme == "single" else base,
                                  scheme=scheme)
     scale_path = out / f"{config.name}.scale.json"
@@ -193,7 +194,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
     parser.add_argument("--scheme", default="paired",
                         help="single (before issue 16), paired, paired-warm (each timed run after an untimed run of "
-                             "the same model), or several: single,paired")
+                             "the same model), paired-window (warm, the candidate timed for at least 0.2 s), "
+                             "or several: single,paired")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0, help="spread the repeats over at least this long")
     parser.add_argument("--out", default="~/archprune-runs/latency-repeatability")

@@ -17,8 +17,8 @@ from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.cache_folder import cache_folder, exclusive_lock
-from evaluators.latency_paired import (DEFAULT_SCHEME, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME, PairedTimes,
-                                      interleave, paired_metrics, reference_best_ms)
+from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME,
+                                      WINDOW_SCHEME, PairedTimes, interleave, paired_metrics, reference_best_ms)
 from evaluators.latency_machine_scale import settle_best_ms
 from evaluators.onnx_export import export_onnx, onnx_session
 from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
@@ -261,7 +261,8 @@ class LatencyEvaluator(Evaluator):
                 with self._session(imgsz, model) as runs:
                     ready = time.perf_counter()
                     times = interleave(runs.reference, runs.candidate, self.runs, self.warmup,
-                                       warm=self.scheme == WARM_SCHEME)
+                                       warm=self.scheme in (WARM_SCHEME, WINDOW_SCHEME),
+                                       min_ms=MIN_WINDOW_MS if self.scheme == WINDOW_SCHEME else 0.0)
                 self.last_pairs = times  # every timed run, for benchmarks of the estimator (bench/)
                 metrics = {**paired_metrics(times, float(self.reference_scale["best_ms"])),
                            "latency_scheme": self.scheme}

@@ -28,7 +28,12 @@ SCHEME = "paired-runs-v1"
 #: each timed run preceded by an untimed run of the same model, so neither is timed on caches the
 #: other just filled (a small candidate after the reference read slower paired than alone, issue 16)
 WARM_SCHEME = "paired-warm-v1"
-SCHEMES = (SCHEME, WARM_SCHEME)
+#: warm, and the candidate timed for at least MIN_WINDOW_MS in all (torch.utils.benchmark's
+#: blocked_autorange runs for at least 0.2 s): 30 runs of a ~1.3 ms model are 40 ms of timing, and their
+#: median moved up to 9.6% between repeats where 30 runs of a ~6 ms model moved 1.1% (BENCHMARKS.md)
+WINDOW_SCHEME = "paired-warm-window-v1"
+MIN_WINDOW_MS = 200.0
+SCHEMES = (SCHEME, WARM_SCHEME, WINDOW_SCHEME)
 #: what a new run measures with (a resumed run keeps its own): warm, because it times each model on
 #: its own cache as deployment runs it back to back, and spread no more than paired runs (BENCHMARKS.md)
 DEFAULT_SCHEME = WARM_SCHEME
@@ -63,10 +68,11 @@ def relative_spread(values: np.ndarray) -> float:
 
 def interleave(run_reference: Callable[[], Any], run_candidate: Callable[[], Any], runs: int, warmup: int,
                max_runs: int | None = None, spread: float = SPREAD, clock: Clock = time.perf_counter,
-               warm: bool = False) -> PairedTimes:
+               warm: bool = False, min_ms: float = 0.0) -> PairedTimes:
     """Time ``runs`` (up to ``max_runs``, default 3x, while the ratios spread more than ``spread``)
     candidate runs, each between two reference runs, after ``warmup`` untimed runs of each. With
-    ``warm`` (WARM_SCHEME) every timed run follows an untimed run of the same model."""
+    ``warm`` (WARM_SCHEME) every timed run follows an untimed run of the same model; with ``min_ms``
+    (WINDOW_SCHEME) runs go on, past the cap too, until the candidate's timed runs add up to it."""
     cap = max(runs, max_runs if max_runs is not None else 3 * runs)
     for _ in range(warmup):
         run_reference()
@@ -82,6 +88,8 @@ def interleave(run_reference: Callable[[], Any], run_candidate: Callable[[], Any
         times.candidate_ms.append(timed(run_candidate))
         times.reference_ms.append(timed(run_reference))
         done = len(times.candidate_ms)
+        if sum(times.candidate_ms) < min_ms:
+            continue
         if done >= cap or (done >= runs and relative_spread(times.ratios()) < spread):
             return times
 

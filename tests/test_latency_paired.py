@@ -10,8 +10,8 @@ from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.latency import SCALE_ATTR, LatencyEvaluator
-from evaluators.latency_paired import (DEFAULT_SCHEME, PERCENTILE_RUNS, WARM_SCHEME, interleave, paired_metrics,
-                                      reference_best_ms)
+from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, WARM_SCHEME, WINDOW_SCHEME,
+                                      interleave, paired_metrics, reference_best_ms)
 from spaces.errors import ArchpruneError
 
 
@@ -117,6 +117,27 @@ def test_runs_continue_while_the_ratios_spread_and_stop_at_the_cap() -> None:
 
     assert len(interleave(jumpy.model(10.0), candidate, runs=10, warmup=0, max_runs=25,
                           clock=jumpy.clock).candidate_ms) == 25
+
+
+def test_the_window_scheme_times_a_small_candidate_until_its_runs_add_up_to_the_minimum() -> None:
+    machine = FakeMachine(window=10**6)
+    small = interleave(machine.model(10.0), machine.model(1.0), runs=30, warmup=0, clock=machine.clock, min_ms=200.0)
+    # 30 runs were 30 ms: it went past the 3x cap, and stopped at the first run that reached 200 ms
+    assert sum(small.candidate_ms) >= 200.0 > sum(small.candidate_ms[:-1]) and len(small.candidate_ms) > 190
+    large = interleave(machine.model(10.0), machine.model(8.0), runs=30, warmup=0, clock=machine.clock, min_ms=200.0)
+    assert len(large.candidate_ms) == 30  # 240 ms already
+
+
+def test_the_evaluator_measures_by_its_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    import evaluators.latency as latency
+
+    seen: list[dict] = []
+    real = latency.interleave
+    monkeypatch.setattr(latency, "interleave", lambda *a, **k: seen.append(k) or real(*a, **k))
+    for scheme in ("paired-runs-v1", WARM_SCHEME, WINDOW_SCHEME):
+        LatencyEvaluator("torch", threads=1, runs=5, warmup=1, reference=_tiny(), reference_rounds=1,
+                         scheme=scheme).evaluate(Candidate(model=_tiny(), imgsz=32))
+    assert [(k["warm"], k["min_ms"]) for k in seen] == [(False, 0.0), (True, 0.0), (True, MIN_WINDOW_MS)]
 
 
 def _tiny() -> nn.Module:
