@@ -154,6 +154,8 @@ def add_latency_starts(space: ChannelSpace, settings: RunSettings, imgsz: int) -
     budgets = [c for c in settings.constraint_list if c.name in LATENCY_METRICS and c.op == "<="]
     if not budgets or settings.latency.startswith("predict:"):  # a predicted budget: a table, not this machine
         return
+    if settings.latency_resource:  # the target device is a Dask worker, not the machine building the space
+        return
     path = settings.run_dir() / LATENCY_STARTS_FILE
     if path.exists():
         stored = json.loads(path.read_text())
