@@ -33,6 +33,7 @@ WARM_SCHEME = "paired-warm-v1"
 #: median moved up to 9.6% between repeats where 30 runs of a ~6 ms model moved 1.1% (BENCHMARKS.md)
 WINDOW_SCHEME = "paired-warm-window-v1"
 MIN_WINDOW_MS = 200.0
+WINDOW_CAP = 4  # x the run cap: a tiny candidate beside a large reference stops there, short of the window
 SCHEMES = (SCHEME, WARM_SCHEME, WINDOW_SCHEME)
 #: what a new run measures with (a resumed run keeps its own): warm, because it times each model on
 #: its own cache as deployment runs it back to back, and spread no more than paired runs (BENCHMARKS.md)
@@ -72,7 +73,8 @@ def interleave(run_reference: Callable[[], Any], run_candidate: Callable[[], Any
     """Time ``runs`` (up to ``max_runs``, default 3x, while the ratios spread more than ``spread``)
     candidate runs, each between two reference runs, after ``warmup`` untimed runs of each. With
     ``warm`` (WARM_SCHEME) every timed run follows an untimed run of the same model; with ``min_ms``
-    (WINDOW_SCHEME) runs go on, past the cap too, until the candidate's timed runs add up to it."""
+    (WINDOW_SCHEME) runs go on, past the cap (up to WINDOW_CAP times it), until the candidate's timed
+    runs add up to it."""
     cap = max(runs, max_runs if max_runs is not None else 3 * runs)
     for _ in range(warmup):
         run_reference()
@@ -88,7 +90,7 @@ def interleave(run_reference: Callable[[], Any], run_candidate: Callable[[], Any
         times.candidate_ms.append(timed(run_candidate))
         times.reference_ms.append(timed(run_reference))
         done = len(times.candidate_ms)
-        if sum(times.candidate_ms) < min_ms:
+        if sum(times.candidate_ms) < min_ms and done < WINDOW_CAP * cap:
             continue
         if done >= cap or (done >= runs and relative_spread(times.ratios()) < spread):
             return times

@@ -10,8 +10,8 @@ from torch import nn
 
 from evaluators._base import Candidate
 from evaluators.latency import SCALE_ATTR, LatencyEvaluator
-from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, WARM_SCHEME, WINDOW_SCHEME,
-                                      interleave, paired_metrics, reference_best_ms)
+from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, WARM_SCHEME, WINDOW_CAP,
+                                      WINDOW_SCHEME, interleave, paired_metrics, reference_best_ms)
 from spaces.errors import ArchpruneError
 
 
@@ -126,6 +126,8 @@ def test_the_window_scheme_times_a_small_candidate_until_its_runs_add_up_to_the_
     assert sum(small.candidate_ms) >= 200.0 > sum(small.candidate_ms[:-1]) and len(small.candidate_ms) > 190
     large = interleave(machine.model(10.0), machine.model(8.0), runs=30, warmup=0, clock=machine.clock, min_ms=200.0)
     assert len(large.candidate_ms) == 30  # 240 ms already
+    tiny = interleave(machine.model(10.0), machine.model(0.01), runs=30, warmup=0, clock=machine.clock, min_ms=200.0)
+    assert len(tiny.candidate_ms) == WINDOW_CAP * 3 * 30  # never endless: 360 runs of 0.01 ms, short of the window
 
 
 def test_the_evaluator_measures_by_its_scheme(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -169,7 +169,7 @@ def add_latency_starts(space: ChannelSpace, settings: RunSettings, imgsz: int) -
             genome = space.global_within(measure, c.bound * LATENCY_START_MARGIN, LATENCY_START_STEPS)
             stored[str(c)] = None if genome is None else [int(g) for g in genome]
         write_text(path, json.dumps(stored, indent=1))
-    for constraint, genome in stored.items():
+    for genome in stored.values():
         if genome is not None:
             space.add_start("global-latency", tuple(genome))
 
