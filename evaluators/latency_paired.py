@@ -29,8 +29,9 @@ SCHEME = "paired-runs-v1"
 #: other just filled (a small candidate after the reference read slower paired than alone, issue 16)
 WARM_SCHEME = "paired-warm-v1"
 #: warm, and the candidate timed for at least MIN_WINDOW_MS in all (torch.utils.benchmark's
-#: blocked_autorange runs for at least 0.2 s): 30 runs of a ~1.3 ms model are 40 ms of timing, and their
-#: median moved up to 9.6% between repeats where 30 runs of a ~6 ms model moved 1.1% (BENCHMARKS.md)
+#: blocked_autorange runs for at least 0.2 s). Tried because 30 runs of a ~1.3 ms model are 40 ms of
+#: timing; measured no steadier than WARM_SCHEME (uniform-0.25: max/min 1.323 against 1.326,
+#: BENCHMARKS.md), so it is not the default; kept for bench/latency_repeatability.py
 WINDOW_SCHEME = "paired-warm-window-v1"
 MIN_WINDOW_MS = 200.0
 WINDOW_CAP = 4  # x the run cap: a tiny candidate beside a large reference stops there, short of the window
