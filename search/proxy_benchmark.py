@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from evaluators.cache_folder import cache_folder
 from evaluators.table_lookup import Table, table_columns
 from evaluators.zero_shot import SCORES, Minibatch, cifar10_batch
 from spaces.errors import ArchpruneError, did_you_mean
@@ -92,7 +92,7 @@ def sample_cells(table: Table, samples: int, seed: int) -> list[str]:
 
 def cache_path(cache_dir: str | Path | None = None) -> Path:
     """The JSON-lines file under ``cache_dir``, else ``$ARCHPRUNE_CACHE``, else ~/.cache/archprune."""
-    root = Path(cache_dir or os.environ.get("ARCHPRUNE_CACHE") or Path.home() / ".cache" / "archprune")
+    root = Path(cache_dir) if cache_dir else cache_folder()
     return root / CACHE_FILE
 
 

@@ -20,6 +20,7 @@ import yaml
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from evaluators.cache_folder import cache_folder
 from spaces.errors import ArchpruneError
 
 VERSION = 1  # bump whenever the rendering changes: it names the cache folder
@@ -75,7 +76,7 @@ def default_digits_det(
     version and parameters, so a changed renderer or other parameters never reuse a stale set.
     """
     _check_params(n_train, n_val, imgsz)
-    cache = Path(os.environ.get("ARCHPRUNE_CACHE") or Path.home() / ".cache" / "archprune")
+    cache = cache_folder()
     name = f"digits-det-v{VERSION}-s{seed}-{n_train}-{n_val}-{imgsz}"
     final = cache.expanduser().absolute() / name
     if not is_digits_det(final):
