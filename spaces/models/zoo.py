@@ -41,6 +41,16 @@ EMBEDDED: dict[str, EmbeddedModel] = {
                   "--epochs 10 --elastic --elastic-samples 2 --elastic-weight 0.5 --importance l1 --seed 0 "
                   "--out results/yolov8n-digits-elastic",
     ),
+    "yolov8n-digits-elastic-depth": EmbeddedModel(
+        name="yolov8n-digits-elastic-depth",
+        file="yolov8n-digits-elastic-depth.pt",
+        description="yolov8n-digits after elastic width-and-depth training: every genome of a `--depth` "
+                    "channel space, trailing C2f bottlenecks dropped or not, is a trained sub-network "
+                    "(channel order recorded); fp16",
+        reproduce="archprune finetune --model yolov8n-digits --teacher yolov8n-digits --data digits-det "
+                  "--epochs 10 --elastic --elastic-depth --elastic-samples 2 --elastic-weight 0.5 "
+                  "--importance l1 --seed 0 --out results/yolov8n-digits-elastic-depth",
+    ),
 }
 
 
