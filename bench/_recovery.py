@@ -80,18 +80,18 @@ def recovery_from_args(args: argparse.Namespace) -> Recovery:
 
 
 def recover(checkpoint: Path, out: Path, recovery: Recovery, epochs: int | None = None,
-            log: Callable[[str], None] = print) -> Path:
+            log: Callable[[str], None] = print, qat: bool = False) -> Path:
     """Fine-tune ``checkpoint`` into ``out`` (resuming exactly from its last.pt); returns last.pt.
 
     last.pt, not best.pt, is the recovered model: best is chosen on val, which would leak the
-    selection into the score.
+    selection into the score. ``qat``: the same recipe with NNCF's fake-quantizers (last-int8.onnx beside it).
     """
     from evaluators.training.trainer import TrainSettings, train
 
     settings = TrainSettings(model=str(checkpoint), data=recovery.data, imgsz=recovery.imgsz,
                              epochs=epochs or recovery.epochs, out=str(out), lr0=recovery.lr0,
                              warmup_epochs=recovery.warmup_epochs, seed=recovery.seed, teacher=recovery.teacher,
-                             kd_weight=recovery.kd_weight, val_max_images=recovery.val_images)
+                             kd_weight=recovery.kd_weight, val_max_images=recovery.val_images, qat=qat)
     train(settings, resume=(out / "last.pt").exists(), log=log)
     return out / "last.pt"
 
