@@ -43,7 +43,8 @@ def float_model(spec: str, base: str, out: Path) -> Path:
 
         space = ChannelSpace(load_model(base))
         pruned = space.build(space.uniform(float(spec.split("-", 1)[1])))
-        pruned.channel_order = None  # recorded for the unpruned widths only
+        if getattr(pruned, "channel_order", None):
+            pruned.channel_order = None  # recorded for the unpruned widths only
         save_checkpoint(pruned, path, meta={"pruned_from": base, "uniform": spec})
     return path
 
