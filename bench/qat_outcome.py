@@ -3,8 +3,9 @@
 One float model (``--model``: a checkpoint, e.g. a recovered pick, or ``uniform-K``: the base's
 uniform prune keeping K of every group's channels, default ``uniform-0.75`` of
 ``yolov8n-digits-elastic``, the INT8 table's pruned model with the largest drop) in three rows, every
-INT8 file scored the same way (onnxruntime, batch 1 at the model's size, on the truth's val images
-200+ of the outcome tables, which no proxy and no calibration sees):
+INT8 file scored the same way (onnxruntime, batch 1 at the model's size, square letterboxed, on the
+truth's val images 200+ of the outcome tables, which no proxy and no calibration sees; float mAP
+beside it on the same square inputs):
 
 - ``ptq``: the model as it is, BatchNorm recalibrated and quantized as ``--precision int8`` does
   (onnxruntime ``quantize_static``, QDQ, per-channel weights, minmax);
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _recovery import Recovery, eval_convention, held_out_map, read_current, read_json, recover, write_json
+from _recovery import Recovery, eval_convention, read_current, read_json, recover, write_json
 
 BASE = "yolov8n-digits-elastic"
 
@@ -49,13 +50,20 @@ def float_model(spec: str, base: str, out: Path) -> Path:
     return path
 
 
-def int8_map(onnx: Path, recovery: Recovery) -> dict[str, float]:
+def square_map(model: Any, recovery: Recovery) -> dict[str, float]:
+    """mAP on the truth's val slice, every image letterboxed onto the square canvas: a batch-1 INT8
+    file takes only that, so the float model is scored the same way beside it."""
     from evaluators.detection_eval import evaluate_detector
-    from evaluators.onnx_detector import OnnxDetector
 
-    result = evaluate_detector(OnnxDetector(onnx, threads=1), recovery.data, imgsz=recovery.imgsz, split="val",
+    result = evaluate_detector(model, recovery.data, imgsz=recovery.imgsz, split="val", rect=False,
                                first_image=recovery.held_out_first, max_images=recovery.held_out_images)
     return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]), "images": int(result["images"])}
+
+
+def int8_map(onnx: Path, recovery: Recovery) -> dict[str, float]:
+    from evaluators.onnx_detector import OnnxDetector
+
+    return square_map(OnnxDetector(onnx, threads=1), recovery)
 
 
 def post_training(checkpoint: Path, recovery: Recovery) -> dict[str, Any]:
@@ -73,7 +81,7 @@ def post_training(checkpoint: Path, recovery: Recovery) -> dict[str, Any]:
     recalibrate_bn(model, calibration)
     with tempfile.TemporaryDirectory(prefix="archprune-qat-") as tmp:
         _, fixed = quantize_detector(model, recovery.imgsz, calibration, "minmax", Path(tmp))
-        return {"fp32": held_out_map(model, recovery), "int8": int8_map(fixed, recovery)}
+        return {"fp32": square_map(model, recovery), "int8": int8_map(fixed, recovery)}
 
 
 def run(args: argparse.Namespace) -> None:
