@@ -141,8 +141,9 @@ def training_seconds(run_dir: Path) -> float:
         return sum(float(row["seconds"]) for row in csv.DictReader(handle))
 
 
-def held_out_map(model: nn.Module, recovery: Recovery, recalibrate: bool = False) -> dict[str, float]:
-    """mAP50-95 / mAP50 on the truth's val slice; ``recalibrate``: adaptive BN first (on a copy)."""
+def held_out_map(model: nn.Module, recovery: Recovery, recalibrate: bool = False, rect: bool = True) -> dict[str, float]:
+    """mAP50-95 / mAP50 on the truth's val slice; ``recalibrate``: adaptive BN first (on a copy);
+    ``rect=False``: every image letterboxed square (all a batch-1 model file takes)."""
     import copy
 
     from evaluators.detection_eval import evaluate_detector
@@ -154,7 +155,7 @@ def held_out_map(model: nn.Module, recovery: Recovery, recalibrate: bool = False
 
         model = copy.deepcopy(model)
         recalibrate_bn(model, calibration_images(load_data_config(recovery.data), recovery.imgsz))
-    result = evaluate_detector(model, recovery.data, imgsz=recovery.imgsz, split="val",
+    result = evaluate_detector(model, recovery.data, imgsz=recovery.imgsz, split="val", rect=rect,
                                first_image=recovery.held_out_first, max_images=recovery.held_out_images)
     return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]), "images": int(result["images"]),
             "eval": result["convention"]}

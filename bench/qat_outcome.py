@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _recovery import Recovery, eval_convention, read_current, read_json, recover, write_json
+from _recovery import Recovery, eval_convention, held_out_map, read_current, read_json, recover, write_json
 
-BASE = "yolov8n-digits-elastic"
+from int8_table import BASE  # the INT8 table's base: its uniform prunes are the models QAT is tried on
 
 
 def float_model(spec: str, base: str, out: Path) -> Path:
@@ -50,38 +50,21 @@ def float_model(spec: str, base: str, out: Path) -> Path:
     return path
 
 
-def square_map(model: Any, recovery: Recovery) -> dict[str, float]:
-    """mAP on the truth's val slice, every image letterboxed onto the square canvas: a batch-1 INT8
-    file takes only that, so the float model is scored the same way beside it."""
-    from evaluators.detection_eval import evaluate_detector
-
-    result = evaluate_detector(model, recovery.data, imgsz=recovery.imgsz, split="val", rect=False,
-                               first_image=recovery.held_out_first, max_images=recovery.held_out_images)
-    return {"map50_95": float(result["map50_95"]), "map50": float(result["map50"]), "images": int(result["images"])}
-
-
 def int8_map(onnx: Path, recovery: Recovery) -> dict[str, float]:
     from evaluators.onnx_detector import OnnxDetector
 
-    return square_map(OnnxDetector(onnx, threads=1), recovery)
+    return held_out_map(OnnxDetector(onnx, threads=1), recovery, rect=False)
 
 
 def post_training(checkpoint: Path, recovery: Recovery) -> dict[str, Any]:
-    """Float mAP (after BN recalibration) and INT8 mAP of the minmax-quantized batch-1 file."""
-    import copy
-
-    from evaluators.bn_recalibration import recalibrate_bn
-    from evaluators.data import load_data_config
-    from evaluators.int8 import quantize_detector
-    from evaluators.proxy_accuracy import calibration_images
+    """Float mAP (after BN recalibration) and INT8 mAP of the minmax-quantized batch-1 file, both on
+    square letterboxed images (the INT8 file takes only those)."""
+    from int8_table import quantized  # the INT8 table's quantization: BN recalibrated, then quantize_static
     from spaces.models import load_model
 
-    model = copy.deepcopy(load_model(str(checkpoint)))
-    calibration = calibration_images(load_data_config(recovery.data), recovery.imgsz, 8, 16)
-    recalibrate_bn(model, calibration)
     with tempfile.TemporaryDirectory(prefix="archprune-qat-") as tmp:
-        _, fixed = quantize_detector(model, recovery.imgsz, calibration, "minmax", Path(tmp))
-        return {"fp32": square_map(model, recovery), "int8": int8_map(fixed, recovery)}
+        recalibrated, _, fixed = quantized(load_model(str(checkpoint)), recovery.imgsz, "minmax", Path(tmp))
+        return {"fp32": held_out_map(recalibrated, recovery, rect=False), "int8": int8_map(fixed, recovery)}
 
 
 def run(args: argparse.Namespace) -> None:
