@@ -1,0 +1,189 @@
+"""INT8 search against a float search whose picks are quantized afterwards (issue 18's last table).
+
+Pruning and quantization interact, so the question a user deploying INT8 asks is: does searching
+over the quantized candidates' own metrics find better INT8 models than searching in float and
+quantizing the front? Steps, each stored as it finishes (``--out``; a rerun resumes):
+
+1. two searches of equal length on ``--base`` (default the elastic base; 160 px, NSGA-II, adaptive-BN
+   proxy on val images 0..199, onnxruntime at one thread, latency paired with the base):
+   ``int8``:  ``--precision int8 --objectives latency_int8_ms:min,map50_95_int8:max``;
+   ``float``: ``--objectives latency_ms:min,map50_95:max``;
+2. every member of each search's Pareto front quantized as ``--precision int8`` does (BN
+   recalibrated, onnxruntime ``quantize_static``, QDQ, per-channel weights, minmax), its INT8 file
+   scored on val images 200..499, which neither search saw (batch 1, square letterbox);
+3. all those INT8 files timed in one window, each paired run by run with the float base
+   (``evaluators.latency_paired``), ``--latency-rounds`` interleaved rounds, best kept, so both
+   fronts share one latency scale;
+4. the report: at each INT8 latency budget (a fraction of the float base's latency), the best
+   held-out INT8 mAP each front offers.
+
+    taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python bench/int8_search.py
+    .venv/bin/python bench/int8_search.py --report
+
+A second process with the same arguments on the other core takes the other search (each is claimed);
+step 3 runs once both fronts are scored, while that process waits, so nothing else shares the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _recovery import (Recovery, add_recovery_args, check_settings, claimed, held_out_map, is_current, md_table, num,
+                       read_json, recovery_from_args, run_search, until_all_done, write_json)
+
+BASE = "yolov8n-digits-elastic"
+SEARCHES = {"int8": ("latency_int8_ms:min,map50_95_int8:max", ["--precision", "int8"]),
+            "float": ("latency_ms:min,map50_95:max", [])}
+BUDGETS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)  # INT8 runs the unpruned base at ~0.6 of its float time
+
+
+def front_models(run: Path) -> list[tuple[str, Any, dict[str, Any], str]]:
+    """(name, pruned model, the trial's stored metrics, its genome as text) for each model of a search's front."""
+    from search.pareto import non_dominated
+    from search.runs import open_run
+    from search.space_recipes.channels import build_space, load_inputs
+
+    handle = open_run(str(run))
+    model, data, imgsz = load_inputs(handle.settings)
+    space = build_space(handle.settings, model, data, imgsz)
+    front = sorted(non_dominated(handle.store.records(), handle.store.objectives), key=lambda r: r.number)
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for record in front:
+        if tuple(record.genome) in seen:  # exact duplicates of one model: score it once
+            continue
+        seen.add(tuple(record.genome))
+        out.append((f"trial-{record.number}", space.build(record.genome),
+                    {"source": record.source, **{k: v for k, v in record.metrics.items() if isinstance(v, (int, float))}},
+                    ",".join(map(str, record.genome))))
+    return out
+
+
+def score_front(name: str, out: Path, recovery: Recovery) -> None:
+    """Quantize each front member, keep its batch-1 INT8 file, score it on the held-out images."""
+    from evaluators.flops import count_flops_params
+    from evaluators.onnx_detector import OnnxDetector
+    from int8_table import quantized
+
+    path, files = out / name / "front.json", out / name / "int8"
+    done = read_json(path) or {}
+    for trial, model, metrics, genome in front_models(out / "searches" / name):
+        if trial in done and is_current(done[trial]["int8"]) and (files / f"{trial}.onnx").exists():
+            continue
+        with tempfile.TemporaryDirectory(prefix="archprune-int8-search-") as tmp:
+            recalibrated, _, fixed = quantized(model, recovery.imgsz, "minmax", Path(tmp))
+            files.mkdir(parents=True, exist_ok=True)
+            fixed.replace(files / f"{trial}.onnx")
+        done[trial] = {**count_flops_params(model, recovery.imgsz), "search": metrics, "genome": genome,
+                       "fp32": held_out_map(recalibrated, recovery, rect=False),
+                       "int8": held_out_map(OnnxDetector(files / f"{trial}.onnx", threads=1), recovery, rect=False)}
+        write_json(path, done)
+        print(f"{name} {trial}: {done[trial]['flops_g']:.3f} GFLOPs, held-out INT8 mAP50-95 "
+              f"{done[trial]['int8']['map50_95']:.4f} (fp32 {done[trial]['fp32']['map50_95']:.4f})", flush=True)
+
+
+def measure_latency(out: Path, base: str, imgsz: int, rounds: int) -> None:
+    """Every INT8 file of both fronts, paired with the float base, in ``rounds`` interleaved rounds; a
+    model on both fronts (same genome) is timed once, so the two fronts cannot differ by noise there."""
+    from evaluators.latency import LatencyEvaluator
+    from spaces.models import load_model
+
+    files = {row["genome"]: out / name / "int8" / f"{trial}.onnx"
+             for name in SEARCHES for trial, row in (read_json(out / name / "front.json") or {}).items()}
+    stored = read_json(out / "latency.json")
+    if not files or (stored and sorted(stored["ms"]) == sorted(files)):
+        return
+    evaluator = LatencyEvaluator("ort", threads=1, runs=100, warmup=10, reference=load_model(base))
+    evaluator.bind_run({}, resumed=False, imgsz=imgsz)
+    best = {key: float("inf") for key in files}
+    for r in range(rounds):
+        for key, path in files.items():
+            best[key] = min(best[key], evaluator.measure_file(path, imgsz)["latency_ms"])
+        print(f"latency round {r + 1}/{rounds} done", flush=True)
+    write_json(out / "latency.json", {"base_ms": evaluator.reference_scale["best_ms"], "scale": evaluator.reference_scale,
+                                      "ms": best, "threads": 1, "rounds": rounds})
+
+
+def run_all(out: Path, base: str, recovery: Recovery, args: argparse.Namespace) -> None:
+    def searched_and_scored(name: str) -> bool:
+        if (out / name / "scored").exists():
+            return True
+        with claimed(out / name) as mine:
+            if not mine:
+                return False
+            objectives, extra = SEARCHES[name]
+            t0 = time.perf_counter()
+            run_search(out / "searches" / name, base, recovery, objectives, args.trials,
+                       extra=[*extra, "--latency", "ort", "--threads", "1"])
+            print(f"search {name}: {args.trials} trials in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+            score_front(name, out, recovery)
+            (out / name / "scored").touch()
+        return True
+
+    until_all_done(list(SEARCHES), searched_and_scored)
+    with claimed(out / "latency") as mine:
+        if mine:
+            measure_latency(out, base, recovery.imgsz, args.latency_rounds)
+
+
+def report(out: Path) -> str:
+    latency = read_json(out / "latency.json")
+    if latency is None:
+        return f"not finished yet in {out} (the fronts' latency is measured last)"
+    base_ms = latency["base_ms"]
+    fronts: dict[str, list[dict[str, Any]]] = {}
+    for name in SEARCHES:
+        for trial, row in (read_json(out / name / "front.json") or {}).items():
+            ms = latency["ms"].get(row["genome"])
+            if ms is not None:
+                fronts.setdefault(name, []).append({"trial": trial, "ms": ms, **row})
+    lines = [f"INT8 latency: onnxruntime, 1 thread, {latency['scale'].get('imgsz', 160)} px, best of "
+             f"{latency['rounds']} rounds paired with the float base ({base_ms:.2f} ms); CPU: {latency['scale'].get('cpu', '?')}",
+             "", "Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the float base's latency):", ""]
+    rows = []
+    for budget in BUDGETS:
+        cells = []
+        for name in SEARCHES:
+            fitting = [r for r in fronts.get(name, []) if r["ms"] <= budget * base_ms]
+            top = max(fitting, key=lambda r: r["int8"]["map50_95"], default=None)
+            cells.append(f"{top['int8']['map50_95']:.4f} ({top['trial']}, {top['ms']:.2f} ms)" if top else "—")
+        rows.append([f"{budget:.0%}", *cells])
+    lines += [md_table(["budget", *(f"{n} search, quantized front" for n in SEARCHES)], rows, right=(1, 2)), ""]
+    for name, rows_ in fronts.items():
+        lines += [f"The {name} search's front ({len(rows_)} models):", ""]
+        table = [[r["trial"], r["search"].get("source", ""), f"{r['flops_g']:.3f}", f"{r['ms']:.2f} ({r['ms'] / base_ms:.2f})",
+                  num(r["search"].get("map50_95_int8", r["search"].get("map50_95")), 4), num(r["fp32"]["map50_95"], 4),
+                  num(r["int8"]["map50_95"], 4)] for r in sorted(rows_, key=lambda r: r["ms"])]
+        lines += [md_table(["trial", "source", "GFLOPs", "INT8 ms (× float base)", "search's proxy",
+                            "held-out fp32", "held-out INT8"], table, right=(2, 3, 4, 5, 6)), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="~/archprune-runs/int8-search")
+    parser.add_argument("--base", default=BASE, help=f"the model both searches prune (default {BASE})")
+    parser.add_argument("--trials", type=int, default=60, help="trials of each search (default 60)")
+    parser.add_argument("--latency-rounds", type=int, default=3)
+    parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
+    add_recovery_args(parser)
+    args = parser.parse_args()
+    out = Path(args.out).expanduser()
+    if args.report:
+        print(report(out))
+        return
+    recovery = recovery_from_args(args)
+    check_settings(out, {"base": args.base, "trials": args.trials, "imgsz": recovery.imgsz,
+                         "held_out": [recovery.held_out_first, recovery.held_out_images]})
+    start = time.perf_counter()
+    run_all(out, args.base, recovery, args)
+    print(f"done in {(time.perf_counter() - start) / 60:.1f} min\n", flush=True)
+    print(report(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
