@@ -19,6 +19,7 @@ quantizing the front? Steps, each stored as it finishes (``--out``; a rerun resu
 
     taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python bench/int8_search.py
     .venv/bin/python bench/int8_search.py --report
+    ... --seed 1 --out ~/archprune-runs/int8-search-s1      # the same comparison with other searches
 
 A second process with the same arguments on the other core takes the other search (each is claimed);
 step 3 runs once both fronts are scored, while that process waits, so nothing else shares the CPU.
@@ -118,7 +119,7 @@ def run_all(out: Path, base: str, recovery: Recovery, args: argparse.Namespace) 
             objectives, extra = SEARCHES[name]
             t0 = time.perf_counter()
             run_search(out / "searches" / name, base, recovery, objectives, args.trials,
-                       extra=[*extra, "--latency", "ort", "--threads", "1"])
+                       extra=[*extra, "--latency", "ort", "--threads", "1", "--seed", str(args.seed)])
             print(f"search {name}: {args.trials} trials in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
             score_front(name, out, recovery)
             (out / name / "scored").touch()
@@ -169,6 +170,8 @@ def main() -> None:
     parser.add_argument("--base", default=BASE, help=f"the model both searches prune (default {BASE})")
     parser.add_argument("--trials", type=int, default=60, help="trials of each search (default 60)")
     parser.add_argument("--latency-rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="both searches' seed (default 0); the two share their first generation either way")
     parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
     add_recovery_args(parser)
     args = parser.parse_args()
@@ -178,7 +181,8 @@ def main() -> None:
         return
     recovery = recovery_from_args(args)
     check_settings(out, {"base": args.base, "trials": args.trials, "imgsz": recovery.imgsz,
-                         "held_out": [recovery.held_out_first, recovery.held_out_images]})
+                         "held_out": [recovery.held_out_first, recovery.held_out_images],
+                         **({"seed": args.seed} if args.seed else {})})  # folders of seed 0 stay valid
     start = time.perf_counter()
     run_all(out, args.base, recovery, args)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min\n", flush=True)
