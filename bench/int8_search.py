@@ -15,7 +15,11 @@ quantizing the front? Steps, each stored as it finishes (``--out``; a rerun resu
    (``evaluators.latency_paired``), ``--latency-rounds`` interleaved rounds, best kept, so both
    fronts share one latency scale;
 4. the report: at each INT8 latency budget (a fraction of the float base's latency), the best
-   held-out INT8 mAP each front offers.
+   held-out INT8 mAP each front offers;
+5. with ``--recover-budget B``: each search's pick within INT8 latency B (chosen by the search's own
+   proxy, as a user would: float mAP for the float search, INT8 mAP for the INT8 one) recovered by the
+   outcome tables' fine-tune (bench/_recovery.py: 10 epochs, distillation from yolov8n-digits, seed 0),
+   quantized again and scored on the held-out images: the INT8 model each route ships.
 
     taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python bench/int8_search.py
     .venv/bin/python bench/int8_search.py --report
@@ -33,8 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _recovery import (Recovery, add_recovery_args, check_settings, claimed, held_out_map, is_current, md_table, num,
-                       read_json, recovery_from_args, run_search, until_all_done, write_json)
+from _recovery import (Recovery, add_recovery_args, check_settings, claimed, eval_convention, held_out_map, is_current,
+                       md_table, num, read_current, read_json, recover, recovery_from_args, run_search, until_all_done,
+                       write_json)
 
 BASE = "yolov8n-digits-elastic"
 SEARCHES = {"int8": ("latency_int8_ms:min,map50_95_int8:max", ["--precision", "int8"]),
@@ -109,6 +114,35 @@ def measure_latency(out: Path, base: str, imgsz: int, rounds: int) -> None:
                                       "ms": best, "threads": 1, "rounds": rounds})
 
 
+def recover_pick(name: str, out: Path, recovery: Recovery, budget: float) -> None:
+    """The search's pick within ``budget`` of the float base's latency, recovered, then quantized again."""
+    from qat_outcome import post_training  # BN recalibrated, minmax quantize_static, INT8 file scored held out
+    from spaces.models import save_checkpoint
+
+    path = out / name / f"recovered-{round(budget * 100)}pct.json"
+    if read_current(path):
+        return
+    latency, front = read_json(out / "latency.json"), read_json(out / name / "front.json")
+    fitting = {t: r for t, r in front.items() if latency["ms"][r["genome"]] <= budget * latency["base_ms"]}
+    if not fitting:
+        raise SystemExit(f"the {name} search's front has no model within {budget:.0%} of the float base's latency")
+    proxy = "map50_95_int8" if name == "int8" else "map50_95"  # what that search itself ranked by
+    trial = max(fitting, key=lambda t: (fitting[t]["search"][proxy], -latency["ms"][fitting[t]["genome"]]))
+    checkpoint = out / name / "picks" / f"{trial}.pt"
+    if not checkpoint.exists():
+        model = next(m for t, m, _, _ in front_models(out / "searches" / name) if t == trial)
+        model.channel_order = None  # recorded for the unpruned widths only
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, checkpoint, meta={"run": name, "trial": trial})
+    t0 = time.perf_counter()
+    last = recover(checkpoint, out / name / f"recovery-{trial}", recovery, log=lambda line: print("  " + line, flush=True))
+    result = post_training(last, recovery)
+    write_json(path, {"trial": trial, "budget": budget, "int8_ms": latency["ms"][front[trial]["genome"]],
+                      "flops_g": front[trial]["flops_g"], "before": front[trial]["int8"], **result,
+                      "seconds": time.perf_counter() - t0, "eval": eval_convention()})
+    print(f"{name} {trial} recovered: INT8 mAP50-95 {result['int8']['map50_95']:.4f}", flush=True)
+
+
 def run_all(out: Path, base: str, recovery: Recovery, args: argparse.Namespace) -> None:
     def searched_and_scored(name: str) -> bool:
         if (out / name / "scored").exists():
@@ -129,6 +163,16 @@ def run_all(out: Path, base: str, recovery: Recovery, args: argparse.Namespace) 
     with claimed(out / "latency") as mine:
         if mine:
             measure_latency(out, base, recovery.imgsz, args.latency_rounds)
+    if args.recover_budget is not None:
+        until_all_done([n for n in SEARCHES], lambda n: claim_and(out / n / "recover", lambda: recover_pick(
+            n, out, recovery, args.recover_budget)))
+
+
+def claim_and(folder: Path, work: Any) -> bool:
+    with claimed(folder) as mine:
+        if mine:
+            work()
+        return mine
 
 
 def report(out: Path) -> str:
@@ -161,6 +205,15 @@ def report(out: Path) -> str:
                   num(r["int8"]["map50_95"], 4)] for r in sorted(rows_, key=lambda r: r["ms"])]
         lines += [md_table(["trial", "source", "GFLOPs", "INT8 ms (× float base)", "search's proxy",
                             "held-out fp32", "held-out INT8"], table, right=(2, 3, 4, 5, 6)), ""]
+    for budget_file in sorted({p.name for n in SEARCHES for p in (out / n).glob("recovered-*pct.json")}):
+        done = {n: read_json(out / n / budget_file) for n in SEARCHES if (out / n / budget_file).exists()}
+        budget = next(iter(done.values()))["budget"]
+        lines += [f"Each search's pick within {budget:.0%} of the float base's latency (by its own proxy), recovered "
+                  "(10 epochs, distillation), then quantized again; held-out mAP50-95:", ""]
+        lines += [md_table(["search", "pick", "GFLOPs", "INT8 ms", "INT8 before recovery", "fp32 after", "INT8 after"],
+                           [[n, r["trial"], f"{r['flops_g']:.3f}", f"{r['int8_ms']:.2f}", f"{r['before']['map50_95']:.4f}",
+                             f"{r['fp32']['map50_95']:.4f}", f"**{r['int8']['map50_95']:.4f}**"] for n, r in done.items()],
+                           right=(2, 3, 4, 5, 6)), ""]
     return "\n".join(lines)
 
 
@@ -172,6 +225,8 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0,
                         help="both searches' seed (default 0); the two share their first generation either way")
+    parser.add_argument("--recover-budget", type=float, default=None,
+                        help="recover each search's pick within this fraction of the float base's latency (step 5)")
     parser.add_argument("--report", action="store_true", help="print the tables from what has finished; run nothing")
     add_recovery_args(parser)
     args = parser.parse_args()
