@@ -173,7 +173,7 @@ def run_all(out: Path, base: str, recovery: Recovery, args: argparse.Namespace) 
         if mine:
             measure_latency(out, base, recovery.imgsz, args.latency_rounds)
     if args.recover_budget is not None:
-        until_all_done([n for n in SEARCHES], lambda n: claim_and(out / n / "recover", lambda: recover_pick(
+        until_all_done(list(SEARCHES), lambda n: claim_and(out / n / "recover", lambda: recover_pick(
             n, out, recovery, args.recover_budget)))
 
 
@@ -195,13 +195,12 @@ def report(out: Path) -> str:
             ms = latency["ms"].get(row["genome"])
             if ms is not None:
                 fronts.setdefault(name, []).append({"trial": trial, "ms": ms, **row})
+    unit = int8_base_ms(out)
     lines = [f"INT8 latency: onnxruntime, 1 thread, {latency['scale'].get('imgsz', 160)} px, best of "
              f"{latency['rounds']} rounds paired with the float base ({base_ms:.2f} ms); CPU: {latency['scale'].get('cpu', '?')}",
-             "", "Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the float base's latency):", ""]
+             "", f"Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the unpruned model's "
+                 f"INT8 latency, {unit:.2f} ms = {unit / base_ms:.2f}× the float base):", ""]
     rows = []
-    unit = int8_base_ms(out)
-    lines[-3:-1] = ["", f"Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the unpruned model's "
-                        f"INT8 latency, {unit:.2f} ms = {unit / base_ms:.2f}× the float base):"]
     for budget in BUDGETS:
         cells = []
         for name in SEARCHES:
