@@ -47,8 +47,9 @@ SEARCHES = {"int8": ("latency_int8_ms:min,map50_95_int8:max", ["--precision", "i
 BUDGETS = (0.6, 0.7, 0.8, 0.9, 0.95)  # fractions of the unpruned model's INT8 latency
 
 
-def front_models(run: Path) -> list[tuple[str, Any, dict[str, Any], str]]:
-    """(name, pruned model, the trial's stored metrics, its genome as text) for each model of a search's front."""
+def front_members(run: Path) -> tuple[Any, list[tuple[str, tuple[int, ...], dict[str, Any]]]]:
+    """The search's channel space and, for each distinct model of its front, (name, genome, the trial's
+    stored metrics); a model is built only where it is needed (``space.build``)."""
     from search.pareto import non_dominated
     from search.runs import open_run
     from search.space_recipes.channels import build_space, load_inputs
@@ -58,15 +59,19 @@ def front_models(run: Path) -> list[tuple[str, Any, dict[str, Any], str]]:
     space = build_space(handle.settings, model, data, imgsz)
     front = sorted(non_dominated(handle.store.records(), handle.store.objectives), key=lambda r: r.number)
     seen: set[tuple[int, ...]] = set()
-    out = []
+    members = []
     for record in front:
         if tuple(record.genome) in seen:  # exact duplicates of one model: score it once
             continue
         seen.add(tuple(record.genome))
-        out.append((f"trial-{record.number}", space.build(record.genome),
-                    {"source": record.source, **{k: v for k, v in record.metrics.items() if isinstance(v, (int, float))}},
-                    ",".join(map(str, record.genome))))
-    return out
+        members.append((f"trial-{record.number}", tuple(record.genome),
+                        {"source": record.source, **{k: v for k, v in record.metrics.items() if isinstance(v, (int, float))}}))
+    return space, members
+
+
+def genome_key(genome: tuple[int, ...]) -> str:
+    """A genome as the text that keys front.json rows and latency.json timings."""
+    return ",".join(map(str, genome))
 
 
 def score_front(name: str, out: Path, recovery: Recovery) -> None:
@@ -77,14 +82,16 @@ def score_front(name: str, out: Path, recovery: Recovery) -> None:
 
     path, files = out / name / "front.json", out / name / "int8"
     done = read_json(path) or {}
-    for trial, model, metrics, genome in front_models(out / "searches" / name):
+    space, members = front_members(out / "searches" / name)
+    for trial, genome, metrics in members:
         if trial in done and is_current(done[trial]["int8"]) and (files / f"{trial}.onnx").exists():
             continue
+        model = space.build(genome)
         with tempfile.TemporaryDirectory(prefix="archprune-int8-search-") as tmp:
             recalibrated, _, fixed = quantized(model, recovery.imgsz, "minmax", Path(tmp))
             files.mkdir(parents=True, exist_ok=True)
             fixed.replace(files / f"{trial}.onnx")
-        done[trial] = {**count_flops_params(model, recovery.imgsz), "search": metrics, "genome": genome,
+        done[trial] = {**count_flops_params(model, recovery.imgsz), "search": metrics, "genome": genome_key(genome),
                        "fp32": held_out_map(recalibrated, recovery, rect=False),
                        "int8": held_out_map(OnnxDetector(files / f"{trial}.onnx", threads=1), recovery, rect=False)}
         write_json(path, done)
@@ -114,13 +121,10 @@ def measure_latency(out: Path, base: str, imgsz: int, rounds: int) -> None:
                                       "ms": best, "threads": 1, "rounds": rounds})
 
 
-def int8_base_ms(out: Path) -> float:
+def int8_base_ms(latency: dict[str, Any], front: dict[str, Any]) -> float:
     """The unpruned model's INT8 latency in the fronts' window: the budgets' unit. Both searches start
-    from the unpruned model and nothing dominates it in accuracy, so it is on both fronts."""
-    latency = read_json(out / "latency.json")
-    unpruned = [r["genome"] for n in SEARCHES for r in (read_json(out / n / "front.json") or {}).values()
-                if r["search"].get("source") == "unpruned"]
-    return latency["ms"][unpruned[0]]
+    from the unpruned model and nothing dominates it in accuracy, so it is on either front."""
+    return next(latency["ms"][r["genome"]] for r in front.values() if r["search"].get("source") == "unpruned")
 
 
 def recover_pick(name: str, out: Path, recovery: Recovery, budget: float) -> None:
@@ -132,14 +136,16 @@ def recover_pick(name: str, out: Path, recovery: Recovery, budget: float) -> Non
     if read_current(path):
         return
     latency, front = read_json(out / "latency.json"), read_json(out / name / "front.json")
-    fitting = {t: r for t, r in front.items() if latency["ms"][r["genome"]] <= budget * int8_base_ms(out)}
+    limit = budget * int8_base_ms(latency, front)
+    fitting = {t: r for t, r in front.items() if latency["ms"][r["genome"]] <= limit}
     if not fitting:
         raise SystemExit(f"the {name} search's front has no model within {budget:.0%} of the unpruned INT8 latency")
     proxy = "map50_95_int8" if name == "int8" else "map50_95"  # what that search itself ranked by
     trial = max(fitting, key=lambda t: (fitting[t]["search"][proxy], -latency["ms"][fitting[t]["genome"]]))
     checkpoint = out / name / "picks" / f"{trial}.pt"
     if not checkpoint.exists():
-        model = next(m for t, m, _, _ in front_models(out / "searches" / name) if t == trial)
+        space, _ = front_members(out / "searches" / name)
+        model = space.build(tuple(int(g) for g in front[trial]["genome"].split(",")))
         model.channel_order = None  # recorded for the unpruned widths only
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, checkpoint, meta={"run": name, "trial": trial})
@@ -195,7 +201,7 @@ def report(out: Path) -> str:
             ms = latency["ms"].get(row["genome"])
             if ms is not None:
                 fronts.setdefault(name, []).append({"trial": trial, "ms": ms, **row})
-    unit = int8_base_ms(out)
+    unit = next(r["ms"] for rows in fronts.values() for r in rows if r["search"].get("source") == "unpruned")
     lines = [f"INT8 latency: onnxruntime, 1 thread, {latency['scale'].get('imgsz', 160)} px, best of "
              f"{latency['rounds']} rounds paired with the float base ({base_ms:.2f} ms); CPU: {latency['scale'].get('cpu', '?')}",
              "", f"Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the unpruned model's "
