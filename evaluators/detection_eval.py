@@ -11,26 +11,14 @@ from tqdm import tqdm
 
 from evaluators.coco_metrics import DetectionMetrics
 from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.image_size import image_size_problem
+from evaluators.image_size import DEFAULT_IMGSZ, check_imgsz  # re-exported: callers import them from here
 from evaluators.choice_names import DEFAULT_EVAL_NMS
 from evaluators.postprocess import check_nms_rule, non_max_suppression, scale_boxes_to_original
 from spaces.errors import ArchpruneError
 
-DEFAULT_IMGSZ = 640  # for a model that records no training size (see DESIGN.md conventions)
-
-
 def evaluation_convention(nms: str = DEFAULT_EVAL_NMS) -> str:
     """How an mAP was computed, in words: results of different conventions must not be compared."""
     return f"{nms} NMS, rect val batches (Ultralytics 8.4 validator)"
-
-
-def check_imgsz(size: int) -> int:
-    """The one image-size rule (``evaluators.image_size``), for sizes that come from a checkpoint or
-    from Python callers rather than a command-line flag."""
-    problem = image_size_problem(int(size))
-    if problem:
-        raise ArchpruneError(f"image size {problem}")
-    return int(size)
 
 
 def resolve_imgsz(model: nn.Module, imgsz: int | None) -> int:

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import copy
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from spaces.models.blocks import Attention
+
+if TYPE_CHECKING:  # torch loads when a model is counted, not for the metric table (a torch-free block search)
+    from torch import nn
 
 COUNT_SIZE = 64  # conv FLOPs scale with pixels: counting small and scaling is exact for sizes divisible by 32
 
 
 def count_flops_params(model: nn.Module, imgsz: int) -> dict[str, float]:
     """``flops_g`` = 2 x the multiply-adds thop counts, in billions, at ``imgsz``; ``params_m`` in millions."""
+    import torch
     from thop import profile
 
+    from spaces.models.blocks import Attention
     from spaces.models.repconv import deployed
 
     # thop attaches counters to modules: never to the caller's model; RepConvs count as deployed (fused)

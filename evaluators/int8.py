@@ -20,17 +20,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.bn_recalibration import recalibrate_bn
-from evaluators.data import DataConfig, load_data_config
 from evaluators.latency import LatencyEvaluator
-from evaluators.onnx_export import export_onnx
 from evaluators.proxy_accuracy import calibration_images
 from evaluators.quantization import calibration_arrays, check_calibration_method, fixed_shape, quantize_onnx
-from evaluators.runtimes import scratch_folder
 from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:  # torch and the data pipeline load when a run quantizes, not for the metric table
+    from evaluators.data import DataConfig
 
 
 def int8_name(latency_metric: str) -> str:
@@ -60,6 +59,8 @@ class Int8Evaluator(Evaluator):
 
     def __init__(self, data: DataConfig | str, imgsz: int, latency: LatencyEvaluator, calib_batches: int = 8,
                  batch_size: int = 16, val_images: int = 200, method: str = "minmax") -> None:
+        from evaluators.data import DataConfig, load_data_config
+
         self.data = data if isinstance(data, DataConfig) else load_data_config(data)
         self.imgsz, self.val_images, self.method = imgsz, val_images, check_calibration_method(method)
         self.latency = latency
@@ -85,8 +86,10 @@ class Int8Evaluator(Evaluator):
         return self.latency.bind_run(stored, resumed, imgsz)
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        from evaluators.bn_recalibration import recalibrate_bn
         from evaluators.detection_eval import evaluate_detector
         from evaluators.onnx_detector import OnnxDetector
+        from evaluators.runtimes import scratch_folder
 
         model = copy.deepcopy(candidate.model)  # the candidate keeps the base model's statistics
         recalibrate_bn(model, self._calibration)
@@ -104,6 +107,8 @@ class Int8Evaluator(Evaluator):
 def quantize_detector(model: Any, imgsz: int, calibration: list, method: str, folder: Path) -> tuple[Path, Path]:
     """``model`` (BatchNorm already recalibrated) as INT8 ONNX in ``folder``: (free input size, to score
     on rect batches; batch 1 at ``imgsz``, to time and to ship), one quantization for both."""
+    from evaluators.onnx_export import export_onnx
+
     free = export_onnx(model, folder / "float.onnx", imgsz=imgsz, dynamic=True)
     int8 = quantize_onnx(free, folder / "int8.onnx", calibration_arrays(calibration), method, head=head_scope(model))
     return int8, fixed_shape(int8, folder / "int8-fixed.onnx", batch=1, imgsz=imgsz)

@@ -1,4 +1,8 @@
-"""Latency of an exported model in onnxruntime, with the provenance that makes it readable later."""
+"""Latency of an exported model in onnxruntime, with the provenance that makes it readable later.
+
+torch, the exporter and the runtimes are imported where a measurement needs them: the metric table
+imports every evaluator module, and a search that measures no latency (a zero-shot block search, a
+resume that only re-reads its store) must not pay ~2 s for torch."""
 from __future__ import annotations
 
 import contextlib
@@ -9,20 +13,22 @@ import tempfile
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
-import torch
-from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.cache_folder import cache_folder, exclusive_lock
+from evaluators.choice_names import RUNTIME_NAMES, check_backend
 from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME,
                                       WINDOW_SCHEME, PairedTimes, interleave, paired_metrics, reference_best_ms)
 from evaluators.latency_machine_scale import settle_best_ms
-from evaluators.onnx_export import export_onnx, onnx_session
-from evaluators.runtimes import DEFAULT_THREADS, RUNTIMES, Runtime, make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from evaluators.runtimes import Runtime
 
 
 def cpu_model() -> str:
@@ -64,6 +70,8 @@ def measure_onnx_latency(path: str | Path, imgsz: int, threads: int | None = Non
     """Median and p90 wall time of batch-1 inference, in ms, plus host/CPU/runtime provenance."""
     import onnxruntime as ort
 
+    from evaluators.onnx_export import onnx_session
+
     session = onnx_session(path, providers=providers, threads=threads)
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     feed = {session.get_inputs()[0].name: x}
@@ -76,6 +84,8 @@ def best_of_rounds(models: list[nn.Module], imgsz: int, threads: int | None = No
                    warmup: int = 5, runs: int = 30) -> list[float]:
     """Median ms of each model, exported once, measured in ``rounds`` that interleave the models, the
     best round kept: a burst of load (or a slow spell of a shared VM) then lands on no model alone."""
+    from evaluators.onnx_export import export_onnx
+
     with tempfile.TemporaryDirectory(prefix="archprune-rounds-") as tmp:
         paths = [export_onnx(m, Path(tmp) / f"m{i}.onnx", imgsz=imgsz) for i, m in enumerate(models)]
         best = [float("inf")] * len(models)
@@ -96,6 +106,8 @@ def measurement_lock(path: Path | None = None) -> Iterator[None]:
 def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = None, warmup: int = 5,
                           runs: int = 30) -> dict[str, Any]:
     """Median and p90 of eager PyTorch inference, batch 1, in ms."""
+    import torch
+
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -109,12 +121,7 @@ def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = No
     return {**result, **_provenance("", f"torch {torch.__version__}", threads or previous, runs)}
 
 
-BACKENDS = tuple(RUNTIMES)  # onnxruntime or OpenVINO on the exported ONNX model, or torch eager
-
-
-def check_backend(backend: str, or_else: str = "") -> None:
-    if backend not in BACKENDS:
-        raise ArchpruneError(f"unknown latency backend {backend!r}; use {', '.join(map(repr, BACKENDS))}{or_else}")
+BACKENDS = RUNTIME_NAMES  # onnxruntime or OpenVINO on the exported ONNX model, or torch eager
 
 
 LATENCY = Metric("latency_ms", "min", "ms", 0.0)
@@ -145,6 +152,8 @@ class LatencyEvaluator(Evaluator):
             raise ArchpruneError(f"unknown latency scheme {scheme!r}; use {' or '.join(map(repr, SCHEMES))}")
         # without a scheme asked for, a resumed run keeps the one it was measured with (bind_run)
         self.scheme, self.scheme_given = scheme or DEFAULT_SCHEME, scheme is not None
+        from evaluators.runtimes import DEFAULT_THREADS
+
         self.threads = threads or DEFAULT_THREADS  # a recorded choice, never the runtime's "all cores"
         self.backend, self.runs, self.warmup, self.providers = backend, runs, warmup, providers
         self.reference, self.reference_rounds = reference, reference_rounds
@@ -190,6 +199,9 @@ class LatencyEvaluator(Evaluator):
         scale = stored.get(SCALE_ATTR)
         if scale is not None and not self.scheme_given and scale.get("scheme") in SCHEMES:
             self.scheme = scale["scheme"]  # a run keeps its scheme when the default changes
+        from evaluators.onnx_export import export_onnx
+        from evaluators.runtimes import scratch_folder
+
         key = self._scale_key(imgsz)
         if self._runtime().from_onnx:  # exported once: every candidate's window reloads the same file
             with scratch_folder() as tmp:
@@ -214,6 +226,8 @@ class LatencyEvaluator(Evaluator):
 
     # -- measuring ---------------------------------------------------------------------------
     def _runtime(self) -> Runtime:
+        from evaluators.runtimes import make_runtime
+
         return make_runtime(self.backend, self.threads, self.providers)
 
     def _provenance(self) -> dict[str, Any]:
@@ -223,6 +237,8 @@ class LatencyEvaluator(Evaluator):
     def _session(self, imgsz: int, candidate: nn.Module | Path | None = None) -> Iterator["_Runs"]:
         """One-inference callables for the reference (when the run has one) and the candidate (a
         module, or a model file the runtime loads as it is, e.g. an INT8 ONNX)."""
+        from evaluators.runtimes import scratch_folder, torch_threads
+
         runtime = self._runtime()
         with torch_threads(self.threads), scratch_folder() as tmp:
             sources: list[nn.Module | Path] = []
@@ -271,6 +287,8 @@ class LatencyEvaluator(Evaluator):
 
     @contextlib.contextmanager
     def _session_alone(self, imgsz: int, model: nn.Module | Path) -> Iterator[Callable[[], Any]]:
+        from evaluators.runtimes import scratch_folder, torch_threads
+
         runtime = self._runtime()
         with torch_threads(self.threads), scratch_folder() as tmp:
             source = model if isinstance(model, Path) else runtime.prepare(model, imgsz, Path(tmp), "candidate")

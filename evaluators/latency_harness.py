@@ -17,17 +17,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.latency import measurement_lock, timed_runs
 from evaluators.latency_paired import PERCENTILE_RUNS
-from evaluators.runtimes import make_runtime, scratch_folder, torch_threads
 from spaces.errors import ArchpruneError
+
+if TYPE_CHECKING:  # torch and the runtimes load when a model is measured, not for the metric table
+    from torch import nn
 
 THROUGHPUT_BATCH = 8
 
@@ -44,6 +44,8 @@ def percentiles(times_ms: list[float]) -> dict[str, float]:
 def harness(model: nn.Module, imgsz: int, runtime: str = "ort", threads: int | None = None, runs: int = 100,
             warmup: int = 10, throughput_batch: int = THROUGHPUT_BATCH, memory: bool = True) -> dict[str, Any]:
     """Every deployment metric of ``model`` on ``runtime`` (see the module's docstring)."""
+    from evaluators.runtimes import make_runtime, scratch_folder, torch_threads
+
     engine = make_runtime(runtime, threads)
     with measurement_lock(), torch_threads(engine.threads), scratch_folder() as tmp:
         source = engine.prepare(model, imgsz, Path(tmp))
@@ -92,6 +94,10 @@ def _memory_probe(argv: list[str]) -> None:
     for name in ("source", "imgsz", "runtime", "threads"):
         parser.add_argument(name)
     args = parser.parse_args(argv)
+    import torch
+
+    from evaluators.runtimes import make_runtime
+
     engine = make_runtime(args.runtime, int(args.threads) or None)
     torch.set_num_threads(engine.threads)
     imgsz = int(args.imgsz)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators._base import Candidate, Evaluator, RunContext
 from evaluators.latency import LATENCY
-from evaluators.latency_lut import LatencyPredictor, LatencyTable, load_table
+
+if TYPE_CHECKING:  # the table's module imports torch: loaded when a run predicts, not for the metric table
+    from evaluators.latency_lut import LatencyPredictor, LatencyTable
 
 PROVENANCE = ("host", "cpu", "onnxruntime", "provider", "threads")
 
@@ -34,6 +36,8 @@ class PredictedLatencyEvaluator(Evaluator):
         return cls(latency[len("predict:"):]) if latency.startswith("predict:") else None
 
     def __init__(self, lut_path: str | os.PathLike) -> None:
+        from evaluators.latency_lut import load_table
+
         self.path = Path(lut_path)
         self.table: LatencyTable = load_table(self.path)  # read once; travels to workers with the evaluator
         self._predictor: LatencyPredictor | None = None
@@ -44,6 +48,8 @@ class PredictedLatencyEvaluator(Evaluator):
     @property
     def predictor(self) -> LatencyPredictor:
         if self._predictor is None:
+            from evaluators.latency_lut import LatencyPredictor
+
             self._predictor = LatencyPredictor(self.table)
         return self._predictor
 

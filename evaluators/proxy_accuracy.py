@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.bn_recalibration import recalibrate_bn
-from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.detection_eval import evaluate_detector
+
+if TYPE_CHECKING:  # torch and the data pipeline load when the proxy is built, not for the metric table
+    import torch
+
+    from evaluators.data import DataConfig
 
 
 def calibration_images(data: DataConfig, imgsz: int, batches: int = 8, batch_size: int = 16) -> list[torch.Tensor]:
     """The first ``batches * batch_size`` training images, letterboxed, as fixed batches."""
+    import torch
+
+    from evaluators.data import DetectionDataset, collate_detections
+
     files = data.images("train")[: batches * batch_size]
     loader = torch.utils.data.DataLoader(DetectionDataset(files, imgsz, nc=data.nc), batch_size=batch_size,
                                          shuffle=False, collate_fn=collate_detections)
@@ -45,11 +49,16 @@ class AdaptiveBNMapEvaluator(Evaluator):
 
     def __init__(self, data: DataConfig | str, imgsz: int, calib_batches: int = 8, batch_size: int = 16,
                  val_images: int = 200, recalibrate: bool = True) -> None:
+        from evaluators.data import DataConfig, load_data_config
+
         self.data = data if isinstance(data, DataConfig) else load_data_config(data)
         self.imgsz, self.val_images, self.recalibrate = imgsz, val_images, recalibrate
         self._calibration = calibration_images(self.data, imgsz, calib_batches, batch_size)  # decoded once
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        from evaluators.bn_recalibration import recalibrate_bn
+        from evaluators.detection_eval import evaluate_detector
+
         model = candidate.model
         if self.recalibrate:
             model = copy.deepcopy(model)  # the candidate itself keeps the base model's statistics

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from evaluators._base import Candidate, Evaluator, RunContext
-from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
-from evaluators.detection_eval import evaluate_detector
 from evaluators.proxy_accuracy import MAP50, MAP50_95
-from evaluators.training.loss import DetectionLoss
+
+if TYPE_CHECKING:  # torch and the data pipeline load when the proxy is built, not for the metric table
+    from evaluators.data import DataConfig
 
 
 class FinetuneMapEvaluator(Evaluator):
@@ -37,6 +34,10 @@ class FinetuneMapEvaluator(Evaluator):
 
     def __init__(self, data: DataConfig | str, imgsz: int, steps: int = 200, batch_size: int = 16, lr: float = 5e-4,
                  val_images: int = 200, seed: int = 0) -> None:
+        import torch
+
+        from evaluators.data import DataConfig, DetectionDataset, collate_detections, load_data_config
+
         self.data = data if isinstance(data, DataConfig) else load_data_config(data)
         self.imgsz, self.steps, self.lr, self.val_images = imgsz, steps, lr, val_images
         dataset = DetectionDataset(self.data.images("train"), imgsz, nc=self.data.nc)
@@ -49,6 +50,12 @@ class FinetuneMapEvaluator(Evaluator):
             yield from self._loader
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        import torch
+        from torch import nn
+
+        from evaluators.detection_eval import evaluate_detector
+        from evaluators.training.loss import DetectionLoss
+
         model = copy.deepcopy(candidate.model).train()
         loss_fn = DetectionLoss(model.head)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=5e-4)

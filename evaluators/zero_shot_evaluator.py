@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
-from evaluators.zero_shot import DEFAULT_BATCH, SCORES, Minibatch, cifar10_batch, resolve_scores
+from evaluators.choice_names import ZERO_SHOT_SCORES
 from spaces.errors import ArchpruneError
 
-DataSpec = Minibatch | str | os.PathLike | None
+if TYPE_CHECKING:  # the scores import torch: loaded when a candidate is scored, not for the metric table
+    from evaluators.zero_shot import Minibatch
+
+DataSpec = Union["Minibatch", str, os.PathLike, None]
 ENTROPY = Metric("entropy", "max")  # MAE-DET's; the block space also computes it analytically
 
 
@@ -28,7 +31,7 @@ class ZeroShotEvaluator(Evaluator):
     degenerate network) is stored as -inf with the reason in ``zero_shot_notes``.
     """
 
-    metrics = tuple(ENTROPY if name == "entropy" else Metric(name, "max") for name in SCORES)  # higher is better
+    metrics = tuple(ENTROPY if name == "entropy" else Metric(name, "max") for name in ZERO_SHOT_SCORES)  # higher is better
     cost = 2  # between flops (0) and latency (5)
     name = "zero_shot"
 
@@ -36,17 +39,22 @@ class ZeroShotEvaluator(Evaluator):
     def for_run(cls, run: RunContext) -> "ZeroShotEvaluator":
         return cls(sorted(run.wanted), seed=run.settings.seed, entropy_weights=run.settings.entropy_weights)
 
-    def __init__(self, scores: Sequence[str] | str = tuple(SCORES), batch: int = DEFAULT_BATCH, seed: int = 0,
+    def __init__(self, scores: Sequence[str] | str = ZERO_SHOT_SCORES, batch: int | None = None, seed: int = 0,
                  data: DataSpec = None, entropy_weights: str | Sequence[float] = "maedet",
                  entropy_repeats: int = 4) -> None:
+        from evaluators.zero_shot import DEFAULT_BATCH, resolve_scores
+
         self.scores = resolve_scores(scores)
-        self.batch, self.seed, self.data = batch, seed, data
+        self.batch = DEFAULT_BATCH if batch is None else batch
+        self.seed, self.data = seed, data
         self.entropy_kwargs = {"weights": entropy_weights, "repeats": entropy_repeats}
         self.directions = {s: "max" for s in self.scores}
         self._batches: dict[int, Minibatch] = {}
 
     def minibatch(self, imgsz: int) -> Minibatch | None:
         """The data batch at ``imgsz`` (built once per size), or None for the scores' own Gaussian input."""
+        from evaluators.zero_shot import Minibatch, cifar10_batch
+
         if self.data is None or isinstance(self.data, Minibatch):
             return self.data
         if imgsz not in self._batches:
@@ -55,6 +63,8 @@ class ZeroShotEvaluator(Evaluator):
         return self._batches[imgsz]
 
     def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        from evaluators.zero_shot import SCORES
+
         if candidate.model is None:
             raise ArchpruneError("the zero-shot evaluator needs the built model")
         data = self.minibatch(candidate.imgsz)

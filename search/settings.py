@@ -172,7 +172,7 @@ class RunSettings:
             if "latency_p90_ms" in {o.name for o in self.objective_list} | {c.name for c in self.constraint_list}:
                 raise ArchpruneError("a latency table predicts the median (latency_ms), not latency_p90_ms")
         else:
-            from evaluators.latency import check_backend
+            from evaluators.choice_names import check_backend
 
             check_backend(self.latency, " or predict:LUT.json")
         self.objective_list, self.constraint_list, self.time_budget_s, self.candidate_timeout_s  # raise on typos

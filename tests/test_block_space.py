@@ -115,6 +115,21 @@ def test_bad_files_and_space_limits_are_clear_errors(tmp_path: Path) -> None:
         BlockSpace(DEFAULT_STRUCTURE[:2])
 
 
+@pytest.mark.parametrize("structure,kwargs,message", [
+    (DEFAULT_STRUCTURE[:2], {}, "needs at least 3 backbone stages"),
+    (DEFAULT_STRUCTURE, {"nc": 0}, "nc must be at least 1"),
+    (DEFAULT_STRUCTURE, {"nc": 2, "names": ["a"]}, "1 class names given for nc=2"),
+    (DEFAULT_STRUCTURE, {"neck": "gfpn"}, "unknown neck 'gfpn'; use c2f or rep"),
+])
+def test_the_space_refuses_a_skeleton_the_detector_cannot_carry_without_building_it(structure, kwargs, message) -> None:
+    """BlockSpace checks its initial structure from the blocks alone (a search never builds a network
+    to start), and says exactly what BlockDetector would."""
+    with pytest.raises(ArchpruneError, match=message):
+        BlockDetector(structure, **kwargs)
+    with pytest.raises(ArchpruneError, match=message):
+        BlockSpace(structure, **kwargs)
+
+
 # -- genomes, mutation, sampling -----------------------------------------------------------------------
 def test_baseline_is_the_initial_structure_and_configs_round_trip(space: BlockSpace, tmp_path: Path) -> None:
     (name, genome), = space.baselines()

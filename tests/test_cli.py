@@ -47,6 +47,22 @@ def test_the_command_line_is_built_without_importing_torch() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_a_zero_shot_block_search_and_its_resume_never_import_torch(tmp_path: Path) -> None:
+    """Structures are scored analytically, so neither the search nor a resume (which only re-reads its
+    store: ~2 s of a 500,000-trial run's 10 s open was importing torch) needs torch; the metric table,
+    the data config and the space's skeleton check are torch-free."""
+    argv = ["search", "--space", "blocks", "--driver", "zeroshot", "--objectives", "entropy:max", "--data",
+            "digits-det", "--imgsz", "64", "--trials", "12", "--seed", "0", "--run", "zs", "--results",
+            str(tmp_path), "--no-progress"]
+    code = ("import sys, search.cli; code = search.cli.main(sys.argv[1:]); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH'); sys.exit(code)")
+    for _ in ("search", "resume"):
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "NO TORCH"
+    assert "0 new trials, 12 in the run" in proc.stdout
+
+
 def test_the_python_entry_point_is_still_search_search() -> None:
     from search import SearchResult, search
     from search.runner import SearchResult as runner_result, search as runner_search

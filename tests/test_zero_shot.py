@@ -12,7 +12,7 @@ from evaluators._base import Candidate
 from evaluators.flops import FlopsEvaluator
 from evaluators.latency import LatencyEvaluator
 from evaluators.zero_shot import (
-    SCORES, Minibatch, aggregate_entropy, cifar10_batch, forward_entropy, resolve_scores, score, synflow_score)
+    DEFAULT_BATCH, SCORES, Minibatch, aggregate_entropy, cifar10_batch, forward_entropy, resolve_scores, score, synflow_score)
 from evaluators.zero_shot_evaluator import ZeroShotEvaluator
 from spaces.errors import ArchpruneError
 from spaces.models import build_model
@@ -188,6 +188,13 @@ def test_missing_cifar10_falls_back_to_gaussian_and_says_so(tmp_path) -> None:
     batch = cifar10_batch(4, 0, tmp_path / "missing.npz")
     assert batch.images.shape == (4, 3, 32, 32)
     assert "gaussian" in batch.source and "not found" in batch.source
+
+
+def test_the_metric_table_names_every_score() -> None:
+    from evaluators.choice_names import ZERO_SHOT_SCORES
+
+    assert ZERO_SHOT_SCORES == tuple(SCORES), "name a new score in evaluators.choice_names.ZERO_SHOT_SCORES"
+    assert ZeroShotEvaluator().batch == DEFAULT_BATCH
 
 
 def test_evaluator_contract() -> None:

@@ -18,7 +18,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from evaluators.image_size import STRIDE  # the detector's largest stride: one definition
 
@@ -37,6 +36,8 @@ def resize_long_side(img: np.ndarray, imgsz: int) -> np.ndarray:
 
 
 def _bilinear(img: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    import torch  # here, not at the top: the data package's config is read by runs that never load an image
+
     x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: img may be read-only
     y = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
                                         antialias=False)

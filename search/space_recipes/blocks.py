@@ -27,7 +27,7 @@ class BlocksRecipe(SpaceRecipe):
     example = {"imgsz": 64, "objectives": "entropy:max", "driver": "zeroshot", "population": 8, "offspring": 4}
 
     def check(self, settings: RunSettings) -> None:
-        from spaces.blocks.detector import NECKS
+        from spaces.blocks.skeleton import NECKS
 
         if settings.neck is not None and settings.neck not in NECKS:
             raise ArchpruneError(f"unknown --neck {settings.neck!r}: use c2f (YOLOv8's) or rep (RepConv blocks, "
@@ -42,7 +42,7 @@ class BlocksRecipe(SpaceRecipe):
 
     def build(self, settings: RunSettings) -> SearchParts:
         from evaluators.block_analytic import BlockAnalyticEvaluator
-        from evaluators.detection_eval import resolve_imgsz
+        from evaluators.image_size import DEFAULT_IMGSZ, check_imgsz
         from evaluators.registry import evaluators_for, needs_data
         from search.objectives import Constraint
         from spaces.blocks import DEFAULT_STRUCTURE, BlockSpace, parse_structure
@@ -67,7 +67,7 @@ class BlocksRecipe(SpaceRecipe):
                 raise
             raise ArchpruneError(f"--channel-ranges {settings.channel_ranges}: {str(err)[len('channel ranges: '):]} "
                                  "(lo:hi or * each)") from None
-        imgsz = resolve_imgsz(space.build(space.baselines()[0][1]), settings.imgsz)
+        imgsz = check_imgsz(settings.imgsz or DEFAULT_IMGSZ)  # a fresh block detector has no training size
         analytic = BlockAnalyticEvaluator(space, settings.entropy_weights)  # no network built for these
         evaluators = [analytic, *evaluators_for(set(needed) - set(analytic.metric_names), settings, None, imgsz,
                                                    space)]

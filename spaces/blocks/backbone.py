@@ -15,6 +15,7 @@ from spaces.errors import ArchpruneError
 from spaces.models.blocks import BN_EPS, BN_MOMENTUM, Conv
 from spaces.models.repconv import RepConv
 
+from .skeleton import stage_outputs
 from .structure import Block, Structure, stage_of_blocks
 
 
@@ -85,15 +86,11 @@ class BlockBackbone(nn.Module):
         stem = self.structure[0]
         self.stem = Conv(stem.cin, stem.cout, stem.k, stem.s)
         self.blocks = nn.ModuleList(block_units(b) for b in self.structure[1:])
-        stages = stage_of_blocks(self.structure)
-        self._stage_of = stages
-        self.stage_ends = [i for i in range(len(stages)) if i + 1 == len(stages) or stages[i + 1] != stages[i]]
-        self.out_channels = [self.structure[i].cout for i in self.stage_ends]
-        strides, total = [], 1
-        for b in self.structure:
-            total *= b.s
-            strides.append(total)
-        self.strides = [strides[i] for i in self.stage_ends]
+        self._stage_of = stage_of_blocks(self.structure)
+        outputs = stage_outputs(self.structure)
+        self.stage_ends = [o.end for o in outputs]
+        self.out_channels = [o.channels for o in outputs]
+        self.strides = [o.stride for o in outputs]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         outs = []

@@ -22,10 +22,8 @@ from spaces.models.repconv import RepConv
 
 from .analytic import as_blocks
 from .backbone import BlockBackbone
+from .skeleton import NECKS, check_detector_skeleton
 from .structure import structure_to_dicts
-
-
-NECKS = ("c2f", "rep")
 
 
 class RepC2f(_SplitCSP):
@@ -68,24 +66,16 @@ class BlockDetector(nn.Module):
     def __init__(self, structure: Any, nc: int = 80, names: list[str] | None = None, neck_depth: int = 1,
                  neck: str = "c2f") -> None:
         super().__init__()
-        if nc < 1:
-            raise ArchpruneError(f"nc must be at least 1, got {nc}")
         blocks = as_blocks(structure)
+        check_detector_skeleton(blocks, nc, names, neck)
         self.backbone = BlockBackbone(blocks)
-        if len(self.backbone.out_channels) < 3:
-            raise ArchpruneError(f"a detector needs at least 3 backbone stages (stride-2 blocks), this structure "
-                                 f"has {len(self.backbone.out_channels)}")
         strides = self.backbone.strides[-3:]
-        if strides[1] != 2 * strides[0] or strides[2] != 2 * strides[1]:
-            raise ArchpruneError(f"the last three stages have strides {strides}; the PAN neck needs each to double")
         c3, c4, c5 = self.backbone.out_channels[-3:]
         self.neck = PAN(c3, c4, c5, neck_depth, neck)
         self.detect = Detect(nc, [c3, c4, c5], legacy=True, strides=tuple(float(s) for s in strides))
         self.detect.bias_init()
         self.nc, self.neck_depth, self.neck_kind = nc, neck_depth, neck
         self.names = list(names) if names is not None else [str(i) for i in range(nc)]
-        if len(self.names) != nc:
-            raise ArchpruneError(f"{len(self.names)} class names given for nc={nc}")
         self.imgsz: int | None = None  # the size the weights were trained at, when known
 
     @property

@@ -29,7 +29,7 @@ k1kx, k=3, L = 1, 2, 2, 1 and btn = 16, 48, 128, 256, the closest of a grid scan
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
@@ -37,9 +37,12 @@ from spaces._base import Gene, Genome, InvalidGenome, SearchSpace
 from spaces.errors import ArchpruneError
 
 from .analytic import analytic_entropy, as_blocks, detector_flops_params, structure_flops, structure_params
-from .detector import BlockDetector
 from .mutation import DIVISOR, SpaceLimits, btn_bounds
+from .skeleton import check_detector_skeleton
 from .structure import Block, Structure, count_layers, parse_structure, structure_to_dicts
+
+if TYPE_CHECKING:
+    from .detector import BlockDetector
 
 DEFAULT_STRUCTURE: list[dict[str, Any]] = [
     {"class": "conv", "in": 3, "out": 16, "s": 2, "k": 3},
@@ -77,7 +80,7 @@ class BlockSpace(SearchSpace):
         self.initial: Structure = as_blocks(structure)
         self.limits = SpaceLimits.around(self.initial, channel_ranges, kernels, max_units, max_layers)
         self.nc, self.names, self.neck_depth, self.mutations, self.neck = nc, names, neck_depth, mutations, neck
-        BlockDetector(self.initial, nc, names, neck_depth, neck)  # fail now, not per candidate, on a bad skeleton
+        check_detector_skeleton(self.initial, nc, names, neck)  # fail now, not per candidate, on a bad skeleton
         self._reset_caches()
         self.genes = []
         for i, (lo, hi) in enumerate(self.limits.ranges[1:], start=1):
@@ -179,6 +182,8 @@ class BlockSpace(SearchSpace):
 
     # -- SearchSpace ----------------------------------------------------------------------------
     def build(self, genome: Genome) -> BlockDetector:
+        from .detector import BlockDetector  # torch: imported only when a network is built
+
         return BlockDetector(self.structure_of(genome), self.nc, self.names, self.neck_depth, self.neck).eval()
 
     def to_config(self, genome: Genome) -> dict[str, Any]:
