@@ -4,7 +4,8 @@ Held as one ``TrialRecord`` each (genome tuple, value tuple, metric and constrai
 config stub, a dict entry), a zero-shot run cost ~1.7 KB a trial in every process that read it:
 2.3 GB over two islands at 500,000 trials, growing all night. A search, its duplicates, the front
 and a resume need of each trial only its genome, number, values, failure and total constraint
-violation; those live here in flat arrays (~150 bytes a trial). The metrics, constraints and
+violation; those live here in flat arrays, the genomes and their index in ``GenomeRows`` (~75
+bytes a trial, sources shared). The metrics, constraints and
 config of the few records a report, a plot or an export looks at stay in the store's index and are
 read when first looked at (``load``); a row not yet written (a batch held for one transaction, a
 store without an index) keeps them here until it is. Records are built when asked for.
@@ -15,11 +16,13 @@ cheaper than this (a pandas frame costs a copy per append; numpy arrays cannot g
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from search.genome_rows import GenomeRows
 from search.shared_keys import LazyMapping
 
 Genome = tuple[int, ...]
@@ -61,8 +64,7 @@ class RecordTable:
                  make: Callable[..., Any]) -> None:
         # narrow: every gene has < 256 choices, so a genome is held as bytes (47 bytes, not 168)
         self._n, self._narrow, self._read, self._make = n_values, narrow, read, make
-        self._rows: dict[bytes | Genome, int] = {}
-        self._keys: list[bytes | Genome] = []
+        self._index = GenomeRows()  # genome key -> row, and back, in flat memory
         self._number = array("q")
         self._trial_id = array("q")
         self._failed = bytearray()
@@ -82,13 +84,13 @@ class RecordTable:
         return tuple(int(c) for c in genome)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._index)
 
     def __contains__(self, genome: Sequence[int]) -> bool:
-        return self._key(genome) in self._rows
+        return self._index.get(self._key(genome)) is not None
 
     def number_of(self, genome: Sequence[int]) -> int | None:
-        row = self._rows.get(self._key(genome))
+        row = self._index.get(self._key(genome))
         return None if row is None else self._number[row]
 
     # -- writing ---------------------------------------------------------------------------
@@ -99,25 +101,23 @@ class RecordTable:
         genome finished twice: the first trial is the record, as Optuna's tables read in trial
         order); a later trial replaces it only when ``number`` is earlier. True when held."""
         key = self._key(genome)
-        row = self._rows.get(key)
+        row = self._index.get(key)
         if row is not None and not (0 <= number < self._number[row]):
             return False
         fitted = values if len(values) == self._n else (math.nan,) * self._n
         if row is None:
-            row = len(self._keys)
-            self._rows[key] = row
-            self._keys.append(key)
+            row = self._index.add(key)
             self._number.append(number)
             self._trial_id.append(trial_id)
             self._failed.append(bool(failed))
             self._values.extend(fitted)
             self._violation.append(math.inf if failed else violation_of(constraints))
-            self._source.append(source)
+            self._source.append(sys.intern(source))  # one string for a generation's trials, not one each
         else:  # an earlier trial of the same genome, read after the later one
             self._number[row], self._trial_id[row], self._failed[row] = number, trial_id, bool(failed)
             self._values[row * self._n:(row + 1) * self._n] = array("d", fitted)
             self._violation[row] = math.inf if failed else violation_of(constraints)
-            self._source[row] = source
+            self._source[row] = sys.intern(source)
             for held in (self._error, self._odd_values, self._extras):
                 held.pop(row, None)
         if error is not None:
@@ -130,14 +130,16 @@ class RecordTable:
 
     def written(self, genome: Sequence[int], number: int, trial_id: int) -> None:
         """A held row's trial is in the database now: its number, and its parts are read from there."""
-        row = self._rows[self._key(genome)]
+        row = self._index.get(self._key(genome))
+        if row is None:
+            raise KeyError(tuple(genome))
         self._number[row], self._trial_id[row] = number, trial_id
         if self._read is not None:
             self._extras.pop(row, None)
 
     # -- reading ---------------------------------------------------------------------------
     def _record(self, row: int) -> Any:
-        key = self._keys[row]
+        key = self._index.key_of(row)
         genome = tuple(key) if self._narrow and isinstance(key, bytes) else key
         failed = bool(self._failed[row])
         values = self._odd_values.get(row)
@@ -155,7 +157,7 @@ class RecordTable:
                           self._source[row], self._error.get(row), self._violation[row])
 
     def get(self, genome: Sequence[int]) -> Any:
-        row = self._rows.get(self._key(genome))
+        row = self._index.get(self._key(genome))
         return None if row is None else self._record(row)
 
     def by_number(self, number: int) -> Any:
@@ -165,7 +167,7 @@ class RecordTable:
             return None
 
     def rows_by_number(self) -> list[int]:
-        return sorted(range(len(self._keys)), key=self._number.__getitem__)
+        return sorted(range(len(self._index)), key=self._number.__getitem__)
 
     def records(self, rows: Iterable[int] | None = None) -> Iterator[Any]:
         for row in (self.rows_by_number() if rows is None else rows):
