@@ -19,7 +19,7 @@ import numpy as np
 
 from evaluators._base import Candidate, Evaluator, Metric, RunContext
 from evaluators.cache_folder import cache_folder, exclusive_lock
-from evaluators.choice_names import RUNTIME_NAMES, check_backend
+from evaluators.choice_names import check_backend
 from evaluators.latency_paired import (DEFAULT_SCHEME, MIN_WINDOW_MS, PERCENTILE_RUNS, SCHEMES, WARM_SCHEME,
                                       WINDOW_SCHEME, PairedTimes, interleave, paired_metrics, reference_best_ms)
 from evaluators.latency_machine_scale import settle_best_ms
@@ -119,9 +119,6 @@ def measure_torch_latency(model: nn.Module, imgsz: int, threads: int | None = No
     finally:
         torch.set_num_threads(previous)
     return {**result, **_provenance("", f"torch {torch.__version__}", threads or previous, runs)}
-
-
-BACKENDS = RUNTIME_NAMES  # onnxruntime or OpenVINO on the exported ONNX model, or torch eager
 
 
 LATENCY = Metric("latency_ms", "min", "ms", 0.0)

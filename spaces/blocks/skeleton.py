@@ -40,7 +40,7 @@ def check_detector_skeleton(blocks: Sequence[Block], nc: int, names: Sequence[st
     if len(outputs) < 3:
         raise ArchpruneError(f"a detector needs at least 3 backbone stages (stride-2 blocks), this structure "
                              f"has {len(outputs)}")
-    strides = [o.stride for o in outputs[-3:]]
+    strides = [o.stride for o in outputs[-3:]]  # double by construction for parsed (stride 1 or 2) blocks
     if strides[1] != 2 * strides[0] or strides[2] != 2 * strides[1]:
         raise ArchpruneError(f"the last three stages have strides {strides}; the PAN neck needs each to double")
     if neck not in NECKS:
