@@ -201,7 +201,7 @@ def report(out: Path) -> str:
             ms = latency["ms"].get(row["genome"])
             if ms is not None:
                 fronts.setdefault(name, []).append({"trial": trial, "ms": ms, **row})
-    unit = next(r["ms"] for rows in fronts.values() for r in rows if r["search"].get("source") == "unpruned")
+    unit = int8_base_ms(latency, {r["trial"]: r for rows in fronts.values() for r in rows})
     lines = [f"INT8 latency: onnxruntime, 1 thread, {latency['scale'].get('imgsz', 160)} px, best of "
              f"{latency['rounds']} rounds paired with the float base ({base_ms:.2f} ms); CPU: {latency['scale'].get('cpu', '?')}",
              "", f"Best held-out INT8 mAP50-95 within each INT8 latency budget (fraction of the unpruned model's "

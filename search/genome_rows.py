@@ -17,13 +17,11 @@ from typing import Hashable
 
 import numpy as np
 
+from search.hash_bits import HashBits
+
 #: rows held in the dict before they join the sorted arrays (~5 MB of dict at most; fewer merges, each
 #: a copy of the arrays, keep opening a 500,000-trial run within ~0.5 s of a plain dict)
 MERGE_AT = 1 << 15
-#: a fixed bitmap of the hashes' low bits answers most lookups of a new genome without a search
-#: (2 MB; opening a 500,000-trial run looks every genome up once before it holds it)
-FILTER_BITS = 24
-_LOW = (1 << FILTER_BITS) - 1
 
 
 class GenomeRows:
@@ -36,7 +34,7 @@ class GenomeRows:
         self._odd_key: dict[int, Hashable] = {}  # and back
         self._hashes, self._rows = array("q"), array("q")  # merged keys' hashes, sorted, and their rows
         self._recent: dict[bytes, int] = {}  # the latest keys, not merged yet (a plain dict: exact, fast)
-        self._filter = bytearray(1 << (FILTER_BITS - 3))  # merged hashes' low bits (indexed per lookup)
+        self._filter = HashBits()  # the merged hashes: opening a run looks every genome up before it holds it
         self._n, self._merge_at = 0, merge_at
 
     def __len__(self) -> int:
@@ -62,7 +60,7 @@ class GenomeRows:
         if row is not None:
             return row
         h = hash(key)
-        if not self._filter[(h & _LOW) >> 3] & (1 << (h & 7)):
+        if not self._filter.may_hold(h):
             return None
         i = bisect_left(self._hashes, h)
         while i < len(self._hashes) and self._hashes[i] == h:  # keys of one hash: compare the bytes
@@ -95,8 +93,7 @@ class GenomeRows:
         count = len(self._recent)
         fresh_hashes = np.fromiter(map(hash, self._recent), np.int64, count)
         fresh_rows = np.fromiter(self._recent.values(), np.int64, count)
-        low = fresh_hashes & _LOW
-        np.bitwise_or.at(np.frombuffer(self._filter, dtype=np.uint8), low >> 3, (1 << (low & 7)).astype(np.uint8))
+        self._filter.add_many(fresh_hashes)
         hashes = np.concatenate((np.frombuffer(self._hashes, dtype=np.int64), fresh_hashes))
         rows = np.concatenate((np.frombuffer(self._rows, dtype=np.int64), fresh_rows))
         order = np.argsort(hashes, kind="stable")  # a radix sort for int64: linear in the rows

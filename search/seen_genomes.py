@@ -18,12 +18,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from search.hash_bits import HashBits
+
 #: the latest hashes kept in a Python set before they join the sorted array (~0.6 MB of set at most)
 MERGE_AT = 1 << 13
-#: a fixed bitmap of the hashes' low bits answers most "not seen" without a search (2 MB; at a
-#: million genomes ~6% of its bits are set, so ~94% of the new genomes stop there)
-FILTER_BITS = 24
-_LOW = (1 << FILTER_BITS) - 1
 
 
 class SeenGenomes:
@@ -31,7 +29,7 @@ class SeenGenomes:
         self._sorted = array("q")  # bisect on an array: a third of np.searchsorted's per-call cost
         self._recent: set[int] = set()
         self._merge_at = merge_at
-        self._filter = bytearray(1 << (FILTER_BITS - 3))
+        self._filter = HashBits()  # answers most "not seen" without a search
 
     def __len__(self) -> int:
         return len(self._sorted) + len(self._recent)
@@ -57,10 +55,10 @@ class SeenGenomes:
 
     def _note(self, key: int) -> None:
         self._recent.add(key)
-        self._filter[(key & _LOW) >> 3] |= 1 << (key & 7)
+        self._filter.add(key)
 
     def _has(self, key: int) -> bool:
-        if not self._filter[(key & _LOW) >> 3] & (1 << (key & 7)):
+        if not self._filter.may_hold(key):
             return False
         if key in self._recent:
             return True

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
 
 import pytest
 import torch
@@ -9,6 +11,24 @@ import torch
 torch.set_num_threads(2)  # the box has 2 cores; also what the reference outputs were made with
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+T = TypeVar("T")
+
+
+def traced_growth(make: Callable[[], T], items: Iterable[Any], add: Callable[[T, Any], Any]) -> tuple[T, int]:
+    """``make()``, then ``add(made, item)`` for each item, under tracemalloc: what was made and the bytes
+    its contents grew by (what ``make`` allocates up front, e.g. a fixed bitmap, not counted)."""
+    tracemalloc.start()
+    try:
+        made = make()
+        empty, _ = tracemalloc.get_traced_memory()
+        for item in items:
+            add(made, item)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return made, held - empty
 
 
 def shared_path(*parts: str) -> Path:

@@ -1,11 +1,10 @@
 """The store's genome -> row index: exact lookups, odd keys beside flat ones, bytes not objects."""
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 
 from search.genome_rows import GenomeRows
+from tests.conftest import traced_growth
 
 
 def test_rows_are_found_by_key_and_keys_by_row_across_merges() -> None:
@@ -41,15 +40,7 @@ def test_keys_with_one_hash_are_told_apart(monkeypatch) -> None:
 def test_a_genome_costs_bytes_not_python_objects() -> None:
     rng = np.random.default_rng(0)
     keys = list({bytes(row) for row in rng.integers(0, 64, size=(100_000, 16), dtype=np.uint8).tolist()})
-    tracemalloc.start()
-    try:
-        index = GenomeRows()
-        empty, _ = tracemalloc.get_traced_memory()  # its fixed 2 MB filter
-        for key in keys:
-            index.add(key)
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    grown = (held - empty) / len(keys)
+    index, grown_bytes = traced_growth(GenomeRows, keys, GenomeRows.add)
+    grown = grown_bytes / len(keys)
     assert grown < 48, f"{grown:.1f} bytes a genome"  # a dict of bytes keys: ~150
     assert all(index.get(key) == row for row, key in list(enumerate(keys))[::101])

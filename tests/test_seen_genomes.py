@@ -1,11 +1,10 @@
 """The set of genomes a search has seen: exact for what it was told, compact for half a million."""
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 
 from search.seen_genomes import SeenGenomes
+from tests.conftest import traced_growth
 
 
 def test_membership_is_exact_across_merges() -> None:
@@ -24,16 +23,8 @@ def test_genomes_cost_bytes_not_python_objects() -> None:
     """~8 bytes a genome (the old set of hashes: ~70), so a long search's memory stops growing by it."""
     rng = np.random.default_rng(0)
     genomes = [tuple(row) for row in rng.integers(0, 64, size=(200_000, 16)).tolist()]
-    tracemalloc.start()
-    try:
-        seen = SeenGenomes(merge_at=4096)
-        empty, _ = tracemalloc.get_traced_memory()  # its fixed 2 MB filter
-        for g in genomes:
-            seen.add(g)
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    seen, grown_bytes = traced_growth(lambda: SeenGenomes(merge_at=4096), genomes, SeenGenomes.add)
     assert len(seen) == len(set(genomes))
-    grown = (held - empty) / len(seen)
+    grown = grown_bytes / len(seen)
     assert grown < 16, f"{grown:.1f} bytes a genome"
     assert all(g in seen for g in genomes[::997])
